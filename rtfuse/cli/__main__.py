@@ -1,0 +1,5 @@
+import sys
+
+from rtfuse.cli import main
+
+sys.exit(main())
