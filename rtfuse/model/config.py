@@ -1,0 +1,91 @@
+"""Model configurations: frozen dataclasses in a registry (`rt` for CPU real time, `base` for GPUs)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from rtfuse.errors import RtfuseError
+
+# Expert receptive fields (kernel height, kernel width, dilation): the paper's three kinds,
+# "same height" (1xk), "same width" (kx1) and square kxk of several sizes/dilations.
+# Every kernel fits in 5x5 so that any pair of experts folds into one static 5x5 block.
+EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
+    (1, 3, 1),
+    (1, 5, 1),
+    (3, 1, 1),
+    (5, 1, 1),
+    (1, 1, 1),
+    (3, 3, 1),
+    (5, 5, 1),
+    (3, 3, 2),
+)
+
+DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Everything needed to rebuild a model; stored inside every checkpoint."""
+
+    name: str = "rt"
+    channels: tuple[int, ...] = (8, 16, 32, 64)  # per branch, levels at H/2 .. H/16
+    expert_expansion: float = 1.0  # expert hidden width = channels * expansion
+    num_experts: int = 8
+    top_k: int = 2
+    expert_kernels: tuple[tuple[int, int, int], ...] = EXPERT_KERNELS
+    deg_dim: int = 512  # d_deg, the degradation vector
+    task_dim: int = 16  # task embedding for decoder gates (fusion / reconstruction)
+    pkdm_scale: int = 8  # PKDM parameter nets run at 1/pkdm_scale resolution
+    pkdm_width: int = 16
+    lowlight_iterations: int = 8
+    dehaze_t0: float = 0.1
+    encoder: str = "lite"  # DAGM backend: "lite" or "clip"
+    encoder_size: int = 128  # lite encoder input side
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = None  # local file or open_clip tag (tags download)
+    lora_rank: int = 8
+    classes: tuple[str, ...] = DEGRADATION_CLASSES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.expert_kernels) != self.num_experts:
+            raise RtfuseError(f"{len(self.expert_kernels)} expert kernels for {self.num_experts} experts")
+        if not 1 <= self.top_k <= self.num_experts:
+            raise RtfuseError(f"top_k={self.top_k} must be in 1..{self.num_experts}")
+        if self.encoder not in ("lite", "clip"):
+            raise RtfuseError(f"unknown DAGM encoder {self.encoder!r} (lite, clip)")
+
+    @property
+    def multiple(self) -> int:
+        """Input sides are padded to this: a 2x stem plus one 2x step per further level."""
+        return 2 ** len(self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FusionConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RtfuseError(f"unknown model config keys {unknown}")
+        tupled = {
+            k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+            for k, v in data.items()
+        }
+        return cls(**tupled)
+
+
+MODEL_CONFIGS: dict[str, FusionConfig] = {
+    "rt": FusionConfig(name="rt"),
+    "base": FusionConfig(name="base", channels=(16, 32, 64, 128), expert_expansion=2.0, pkdm_scale=4, pkdm_width=32),
+}
+
+
+def get_config(name: str, **overrides: Any) -> FusionConfig:
+    try:
+        cfg = MODEL_CONFIGS[name]
+    except KeyError:
+        raise RtfuseError(f"unknown model {name!r}; available: {', '.join(MODEL_CONFIGS)}") from None
+    return replace(cfg, **overrides) if overrides else cfg

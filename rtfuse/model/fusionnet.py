@@ -1,0 +1,249 @@
+"""The fusion network: PKDM -> two-branch DGME U-Net -> fused luminance (+ training heads).
+
+Layer order of the DGME layers (and of a plan): visible encoder levels 0..L-1, infrared encoder
+levels 0..L-1, decoder levels L-1..0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtfuse.model.color import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from rtfuse.model.config import FusionConfig
+from rtfuse.model.dagm import DAGM, Degradation
+from rtfuse.model.dgme import DGME, GateOutput
+from rtfuse.model.pkdm import PKDM
+
+TASK_FUSION, TASK_RECON = 0, 1
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    experts: tuple[int, ...]
+    weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a clip runs: per DGME layer the chosen experts and weights, and PKDM strengths."""
+
+    layers: tuple[LayerPlan, ...]
+    blend: tuple[float, ...]
+    label: str = ""
+    probs: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    severity: float = 0.0
+
+    @property
+    def plan_id(self) -> str:
+        """Short stable id of the routing (experts and rounded weights)."""
+        text = ";".join(f"{l.experts}:{','.join(f'{w:.3f}' for w in l.weights)}" for l in self.layers)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+@dataclass
+class FusionOutput:
+    fused: torch.Tensor  # (B,3,H,W) RGB, or (B,1,H,W) for gray visible input
+    fused_y: torch.Tensor  # (B,1,H,W) fused luminance
+    vis_enhanced: torch.Tensor
+    ir_enhanced: torch.Tensor
+    recon_vis: torch.Tensor | None = None
+    recon_ir: torch.Tensor | None = None
+    gates: dict[int, list[GateOutput]] = field(default_factory=dict)  # task -> per-layer gates
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class Down(nn.Module):
+    """PixelUnshuffle(2) + 1x1 conv: half resolution, lossless rearrangement then mixing."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(4 * c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pixel_unshuffle(x, 2))
+
+
+class Up(nn.Module):
+    """PixelShuffle(2) + 1x1 conv."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in // 4, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pixel_shuffle(x, 2))
+
+
+class Head(nn.Module):
+    """1x1 conv to out*4 channels at half resolution, PixelShuffle back to full resolution."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 1)
+        nn.init.normal_(self.conv.weight, std=1e-3)  # near-identity residual, but gradient flows
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+class Branch(nn.Module):
+    """One encoder branch: stem, then per level DGME (+ Down except at the deepest level)."""
+
+    def __init__(self, in_ch: int, cfg: FusionConfig):
+        super().__init__()
+        ch = cfg.channels
+        self.stem = Down(in_ch, ch[0])
+        self.levels = nn.ModuleList(
+            DGME(c, max(1, round(c * cfg.expert_expansion)), cfg.expert_kernels, cfg.deg_dim, cfg.top_k) for c in ch
+        )
+        self.downs = nn.ModuleList(Down(ch[i], ch[i + 1]) for i in range(len(ch) - 1))
+
+
+class FusionNet(nn.Module):
+    def __init__(self, cfg: FusionConfig, clip_vision_overrides: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        self.dagm = DAGM(cfg, clip_vision_overrides)
+        self.pkdm = PKDM(cfg)
+        self.vis_branch = Branch(3, cfg)
+        self.ir_branch = Branch(1, cfg)
+        self.task_embedding = nn.Embedding(2, cfg.task_dim)
+        dec_gate_dim = cfg.deg_dim + cfg.task_dim
+        self.decoder = nn.ModuleList(
+            DGME(2 * c, max(1, round(2 * c * cfg.expert_expansion)), cfg.expert_kernels, dec_gate_dim, cfg.top_k)
+            for c in reversed(ch)
+        )
+        self.ups = nn.ModuleList(Up(2 * ch[i + 1], 2 * ch[i]) for i in reversed(range(len(ch) - 1)))
+        self.fused_head = Head(2 * ch[0], 1)
+        self.recon_vis_head = Head(2 * ch[0], 3)
+        self.recon_ir_head = Head(2 * ch[0], 1)
+
+    # ----- gating -------------------------------------------------------------------------
+    def dgme_layers(self) -> list[DGME]:
+        return [*self.vis_branch.levels, *self.ir_branch.levels, *self.decoder]
+
+    def gates(self, d_deg: torch.Tensor, task: int = TASK_FUSION, noisy: bool = False) -> list[GateOutput]:
+        """Per-layer gates from the degradation vector (encoder) and task (decoder)."""
+        task_vec = self.task_embedding.weight[task].expand(d_deg.shape[0], -1)
+        dec_in = torch.cat((d_deg, task_vec), 1)
+        n_enc = 2 * len(self.cfg.channels)
+        return [
+            layer.gate(d_deg if i < n_enc else dec_in, noisy=noisy) for i, layer in enumerate(self.dgme_layers())
+        ]
+
+    @torch.no_grad()
+    def plan(self, d_deg: torch.Tensor, degradation: Degradation | None = None) -> Plan:
+        """The clip's fixed routing from one degradation vector (batch of one)."""
+        d = d_deg.reshape(1, -1)
+        layers = []
+        for g in self.gates(d, TASK_FUSION, noisy=False):
+            ids = g.gates[0].nonzero().squeeze(1)
+            layers.append(LayerPlan(tuple(int(i) for i in ids), tuple(float(g.gates[0, i]) for i in ids)))
+        blend = tuple(float(w) for w in self.pkdm.blend_weights(d)[0])
+        label, probs, severity = "", {}, 0.0
+        if degradation is not None:
+            p = torch.softmax(degradation.logits[0], 0)
+            probs = {c: round(float(v), 4) for c, v in zip(self.cfg.classes, p)}
+            label = self.cfg.classes[int(p.argmax())]
+            severity = float(degradation.severity[0])
+        return Plan(tuple(layers), blend, label, probs, severity)
+
+    @torch.no_grad()
+    def plan_for(self, vis: torch.Tensor, ir: torch.Tensor) -> Plan:
+        deg = self.dagm(vis, ir)
+        return self.plan(deg.vector, deg)
+
+    # ----- forward ------------------------------------------------------------------------
+    def forward(
+        self,
+        vis: torch.Tensor,
+        ir: torch.Tensor,
+        plan: Plan | None = None,
+        d_deg: torch.Tensor | None = None,
+        reconstruct: bool = False,
+        noisy: bool | None = None,
+    ) -> FusionOutput:
+        """Fuse (B,3|1,H,W) visible with (B,1,H,W) infrared, both in [0,1].
+
+        With ``plan`` only the planned experts run (inference). Otherwise gates come from
+        ``d_deg`` (computed by DAGM when not given) with per-sample sparse dispatch; noisy gating
+        defaults to the training mode.
+        """
+        h, w = vis.shape[-2:]
+        gray_input = vis.shape[1] == 1
+        vis3 = vis.expand(-1, 3, -1, -1) if gray_input else vis
+        noisy = self.training if noisy is None else noisy
+
+        if plan is not None:
+            blend_w = vis.new_tensor(plan.blend).expand(vis.shape[0], -1)
+            route = lambda layer, x, i: layer.forward_plan(x, plan.layers[i].experts, plan.layers[i].weights)  # noqa: E731
+            gates_by_task: dict[int, list[GateOutput]] = {}
+        else:
+            if d_deg is None:
+                d_deg = self.dagm(vis3, ir).vector
+            blend_w = self.pkdm.blend_weights(d_deg)
+            gates_by_task = {TASK_FUSION: self.gates(d_deg, TASK_FUSION, noisy)}
+            if reconstruct:
+                gates_by_task[TASK_RECON] = self.gates(d_deg, TASK_RECON, noisy)
+
+        vis_e, ir_e = self.pkdm(vis3, ir, blend_w)
+        m = self.cfg.multiple
+        vis_p, ir_p = _pad_to_multiple(vis_e, m), _pad_to_multiple(ir_e, m)
+
+        def run(i: int, layer: DGME, x: torch.Tensor, task: int) -> torch.Tensor:
+            if plan is not None:
+                return route(layer, x, i)
+            return layer(x, gates_by_task[task][i].gates)
+
+        n = len(self.cfg.channels)
+        skips = []
+        for b, (branch, x) in enumerate(((self.vis_branch, vis_p), (self.ir_branch, ir_p))):
+            x = branch.stem(x)
+            feats = []
+            for lvl, layer in enumerate(branch.levels):
+                x = run(b * n + lvl, layer, x, TASK_FUSION)
+                feats.append(x)
+                if lvl < n - 1:
+                    x = branch.downs[lvl](x)
+            skips.append(feats)
+        fused_skips = [torch.cat((v, i), 1) for v, i in zip(*skips)]
+
+        def decode(task: int) -> torch.Tensor:
+            y = fused_skips[-1]
+            for j, layer in enumerate(self.decoder):
+                if j > 0:
+                    y = self.ups[j - 1](y) + fused_skips[n - 1 - j]
+                y = run(2 * n + j, layer, y, task)
+            return y
+
+        y = decode(TASK_FUSION)
+        vis_y = luminance(vis_e)
+        base = torch.maximum(vis_y, ir_e)
+        fused_y = (base + self.fused_head(y)[..., :h, :w]).clamp(0.0, 1.0)
+        if gray_input:
+            fused = fused_y
+        else:
+            ycc = rgb_to_ycbcr(vis_e)
+            fused = ycbcr_to_rgb(torch.cat((fused_y, ycc[:, 1:]), 1)).clamp(0.0, 1.0)
+
+        out = FusionOutput(fused, fused_y, vis_e, ir_e, gates=gates_by_task)
+        if reconstruct:
+            y_rec = decode(TASK_RECON) if plan is None else y
+            out.recon_vis = (vis_e + self.recon_vis_head(y_rec)[..., :h, :w]).clamp(0.0, 1.0)
+            out.recon_ir = (ir_e + self.recon_ir_head(y_rec)[..., :h, :w]).clamp(0.0, 1.0)
+        return out

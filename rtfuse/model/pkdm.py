@@ -1,0 +1,142 @@
+"""PKDM: physics-based pre-enhancement (paper eq. 1-5).
+
+Each visible stage predicts its physical parameters at reduced resolution (cheap) and applies
+them at full resolution. Stages blend with their input as ``in + w * (enh - in)`` with a
+strength ``w`` that follows the clip's degradation vector (see README, deviations).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtfuse.model.config import FusionConfig
+
+STAGES = ("dehaze", "lowlight", "derain")
+
+
+def _param_net(in_ch: int, width: int, out_ch: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_ch, width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, out_ch, 3, padding=1),
+    )
+
+
+def _downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
+    h, w = max(1, x.shape[-2] // scale), max(1, x.shape[-1] // scale)
+    return F.adaptive_avg_pool2d(x, (h, w))
+
+
+def _upscale(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def dehaze(image: torch.Tensor, airlight: torch.Tensor, transmission: torch.Tensor, t0: float) -> torch.Tensor:
+    """Invert the scattering model I = J t + A (1 - t) (eq. 1)."""
+    return ((image - airlight) / transmission.clamp(min=t0) + airlight).clamp(0.0, 1.0)
+
+
+def light_enhancement_curves(image: torch.Tensor, curves: torch.Tensor) -> torch.Tensor:
+    """Zero-DCE curves: x <- x + r_k x (1 - x), r_k in (-1, 1); positive r brightens (eq. 2).
+
+    ``curves`` is (B, N, H, W), one map per iteration shared by the colour channels.
+    """
+    x = image
+    for k in range(curves.shape[1]):
+        r = curves[:, k : k + 1]
+        x = x + r * (x - x * x)
+    return x
+
+
+def blend(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``before + w (after - before)``: w=0 keeps the input, w=1 takes the enhancement."""
+    return before + weight.view(-1, 1, 1, 1) * (after - before)
+
+
+class Dehaze(nn.Module):
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.scale, self.t0 = cfg.pkdm_scale, cfg.dehaze_t0
+        self.net = _param_net(3, cfg.pkdm_width, 1 + 3)
+        with torch.no_grad():  # start near t = 1: no dehazing until trained
+            self.net[-1].bias.copy_(torch.tensor([3.0, 0.0, 0.0, 0.0]))
+
+    def forward(self, vis: torch.Tensor) -> torch.Tensor:
+        p = self.net(_downscale(vis, self.scale))
+        transmission = _upscale(torch.sigmoid(p[:, :1]), vis.shape[-2:])
+        airlight = torch.sigmoid(p[:, 1:].mean((2, 3), keepdim=True) + 2.0)
+        return dehaze(vis, airlight, transmission, self.t0)
+
+
+class LowLight(nn.Module):
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.scale = cfg.pkdm_scale
+        self.net = _param_net(3, cfg.pkdm_width, cfg.lowlight_iterations)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, vis: torch.Tensor) -> torch.Tensor:
+        curves = _upscale(torch.tanh(self.net(_downscale(vis, self.scale))), vis.shape[-2:])
+        return light_enhancement_curves(vis, curves).clamp(0.0, 1.0)
+
+
+class Derain(nn.Module):
+    """Predicts the rain layer at full resolution (streaks are thin) with a depthwise-separable CNN."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        width = 2 * 3
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 3, 3, padding=1, groups=3),
+            nn.Conv2d(3, width, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1, groups=width),
+            nn.Conv2d(width, 3, 1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, vis: torch.Tensor) -> torch.Tensor:
+        return (vis - self.net(vis)).clamp(0.0, 1.0)
+
+
+class IRSharpen(nn.Module):
+    """``I + lambda * Laplacian(I)`` with a learnable lambda (eq. 5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strength = nn.Parameter(torch.tensor(0.1))
+        kernel = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+        self.register_buffer("kernel", kernel.view(1, 1, 3, 3), persistent=False)
+
+    def forward(self, ir: torch.Tensor) -> torch.Tensor:
+        lap = F.conv2d(F.pad(ir, (1, 1, 1, 1), mode="replicate"), self.kernel)
+        return (ir + self.strength * lap).clamp(0.0, 1.0)
+
+
+class PKDM(nn.Module):
+    """Sequential visible enhancement (dehaze -> low light -> derain) and IR sharpening."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.dehaze, self.lowlight, self.derain = Dehaze(cfg), LowLight(cfg), Derain(cfg)
+        self.ir_sharpen = IRSharpen()
+        # Blend strength w = sigmoid(bias + d_deg . u): a learned scalar plus a severity term.
+        self.blend_bias = nn.Parameter(torch.zeros(len(STAGES)))
+        self.blend_from_deg = nn.Linear(cfg.deg_dim, len(STAGES), bias=False)
+        nn.init.zeros_(self.blend_from_deg.weight)
+
+    def blend_weights(self, d_deg: torch.Tensor) -> torch.Tensor:
+        """(B, deg_dim) -> (B, 3) stage strengths in (0, 1)."""
+        return torch.sigmoid(self.blend_bias + self.blend_from_deg(d_deg))
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = vis
+        for i, stage in enumerate((self.dehaze, self.lowlight, self.derain)):
+            x = blend(x, stage(x), weights[:, i])
+        return x, self.ir_sharpen(ir)
