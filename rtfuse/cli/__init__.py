@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    fmt = "%(asctime)s %(name)s %(levelname)s: %(message)s" if args.verbose else "rtfuse: %(levelname)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
     try:
         return int(args._run(args) or 0)
     except RtfuseError as exc:

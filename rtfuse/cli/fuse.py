@@ -1,0 +1,72 @@
+"""rtfuse fuse: fuse one pair of images, or two folders paired by file name."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "fuse an IR/visible image pair, or two folders of pairs matched by name"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vis", required=True, help="visible image or folder")
+    p.add_argument("--ir", required=True, help="infrared image or folder")
+    p.add_argument("-o", "--out", required=True, help="output image (single pair) or folder")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the packaged weights)")
+    p.add_argument("--resize", action="store_true", help="scale infrared to the visible size when they differ")
+    p.add_argument("--plan-per-image", action="store_true",
+                   help="folders: plan each image on its own (default: one plan per folder, like a clip)")
+
+
+def _load_pair(vis_path: Path, ir_path: Path, resize: bool):
+    import cv2
+
+    from rtfuse.imageio import check_same_size, read_image
+
+    vis = read_image(vis_path)
+    ir = read_image(ir_path, gray=True)
+    if resize and vis.shape[:2] != ir.shape[:2]:
+        ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
+    check_same_size(vis, ir, what=vis_path.name)
+    return vis, ir
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rtfuse.errors import RtfuseError
+    from rtfuse.fuser import Fuser
+    from rtfuse.imageio import pair_folders, write_image
+
+    vis_in, ir_in, out = Path(args.vis), Path(args.ir), Path(args.out)
+    fuser = Fuser.from_checkpoint(args.checkpoint) if args.checkpoint else Fuser.default()
+
+    if vis_in.is_file() or ir_in.is_file():
+        vis, ir = _load_pair(vis_in, ir_in, args.resize)
+        write_image(out, fuser(vis, ir))
+        print(f"wrote {out}")
+        return 0
+
+    if not (vis_in.is_dir() and ir_in.is_dir()):
+        raise RtfuseError(f"--vis {vis_in} and --ir {ir_in} must both be files or both be folders")
+    found = pair_folders(vis_in, ir_in)
+    if not found.pairs:
+        raise RtfuseError(f"no pairs with matching names in {vis_in} and {ir_in}")
+    failed: list[tuple[str, str]] = []
+    plan = None
+    for vis_path, ir_path in tqdm(found.pairs, desc="fusing", unit="pair"):
+        try:
+            vis, ir = _load_pair(vis_path, ir_path, args.resize)
+            if plan is None or args.plan_per_image:
+                plan = fuser.plan_for(vis, ir)
+            write_image(out / f"{vis_path.stem}.png", fuser(vis, ir, plan=plan))
+        except RtfuseError as exc:
+            failed.append((vis_path.name, str(exc)))
+    print(f"fused {len(found.pairs) - len(failed)} of {len(found.pairs)} pairs into {out}")
+    for name, reason in failed:
+        print(f"  failed {name}: {reason}")
+    for p in found.missing_ir:
+        print(f"  no infrared partner for {p}")
+    for p in found.missing_vis:
+        print(f"  no visible partner for {p}")
+    return 1 if failed or found.missing_ir or found.missing_vis else 0

@@ -1,0 +1,107 @@
+"""`Fuser`: the numpy-in, numpy-out face of the model, used by the CLI, pipeline and evaluator."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtfuse.checkpoint import load_checkpoint
+from rtfuse.errors import RtfuseError
+from rtfuse.imageio import check_same_size, rgb_to_gray, to_float01
+from rtfuse.model import FusionNet, Plan, create_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "rt.pt"
+
+
+def default_weights_path() -> Path | None:
+    """The trained weights shipped inside the package, if this build has them."""
+    path = Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS
+    return path if path.is_file() else None
+
+
+def _vis_tensor(vis: np.ndarray) -> torch.Tensor:
+    v = to_float01(vis)
+    if v.ndim == 2:
+        return torch.from_numpy(v)[None, None]
+    if v.ndim == 3 and v.shape[2] == 3:
+        return torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1)))[None]
+    raise RtfuseError(f"visible image must be (H,W) or (H,W,3), got shape {vis.shape}")
+
+
+def _ir_tensor(ir: np.ndarray) -> torch.Tensor:
+    if ir.ndim == 3:
+        ir = rgb_to_gray(ir) if ir.shape[2] == 3 else ir[..., 0]
+    if ir.ndim != 2:
+        raise RtfuseError(f"infrared image must be (H,W), got shape {ir.shape}")
+    return torch.from_numpy(to_float01(ir))[None, None]
+
+
+def to_uint8_image(t: torch.Tensor) -> np.ndarray:
+    """(1,C,H,W) float in [0,1] -> (H,W,3) uint8 RGB (gray is replicated)."""
+    img = t[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
+    return img.permute(1, 2, 0).contiguous().numpy()
+
+
+class Fuser:
+    """Fuse registered visible/infrared numpy frames into a uint8 RGB image of the input size.
+
+    A clip computes its ``plan`` once (``plan_for``) and passes it to every call; without one,
+    each call plans for itself.
+    """
+
+    def __init__(self, model: FusionNet, *, trained: bool, source: str = "", device: str = "cpu"):
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.trained = trained
+        self.source = source
+        self.timings: dict[str, float] = {}
+        if not trained:
+            log.warning("no trained weights loaded (%s): the model is UNTRAINED and its output is not meaningful", source or "random init")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Fuser":
+        model, meta = load_checkpoint(path)
+        return cls(model, trained=bool(meta.get("trained", True)), source=str(path), device=device)
+
+    @classmethod
+    def default(cls, device: str = "cpu", model: str = "rt") -> "Fuser":
+        """Packaged trained weights where present, else an untrained model (with a warning)."""
+        path = default_weights_path()
+        if path is not None and model == "rt":
+            return cls.from_checkpoint(path, device)
+        return cls(create_model(model), trained=False, source=f"untrained {model!r}", device=device)
+
+    def _tensors(self, vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        check_same_size(vis, ir)
+        return _vis_tensor(vis).to(self.device), _ir_tensor(ir).to(self.device)
+
+    @torch.inference_mode()
+    def plan_for(self, vis: np.ndarray, ir: np.ndarray) -> Plan:
+        """Degradation vector -> expert plan for a clip (run once, off the hot path)."""
+        v, i = self._tensors(vis, ir)
+        return self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
+
+    @torch.inference_mode()
+    def __call__(self, vis: np.ndarray, ir: np.ndarray, plan: Plan | None = None) -> np.ndarray:
+        t0 = time.perf_counter()
+        v, i = self._tensors(vis, ir)
+        t1 = time.perf_counter()
+        timings = {"preprocess": t1 - t0}
+        if plan is None:
+            plan = self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
+            timings["plan"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+        fused = self.model(v, i, plan=plan).fused
+        t2 = time.perf_counter()
+        out = to_uint8_image(fused)
+        timings.update(inference=t2 - t1, postprocess=time.perf_counter() - t2)
+        self.timings = timings
+        return out
