@@ -1,0 +1,172 @@
+"""The fusion model: shapes, sparse routing, plans, gradients, colour, LoRA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rtfuse.fuser import Fuser
+from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
+from rtfuse.model.color import rgb_to_ycbcr, ycbcr_to_rgb
+from rtfuse.model.config import get_config
+from rtfuse.model.dagm import DAGM
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("rt").eval()
+
+
+@pytest.fixture(scope="module")
+def fuser(model):
+    return Fuser(model, trained=False, source="test")
+
+
+@pytest.mark.parametrize("h,w", [(37, 51), (64, 64), (97, 130), (5, 9)])
+def test_output_has_input_size(fuser, h, w):
+    rng = np.random.default_rng(0)
+    vis = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ir = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    out = fuser(vis, ir)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+
+
+def test_gray_visible_gives_gray_output(fuser):
+    rng = np.random.default_rng(1)
+    vis = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    ir = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    out = fuser(vis, ir)
+    assert out.shape == (40, 48, 3)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+
+
+def test_16bit_infrared_goes_through_gain_control(fuser):
+    rng = np.random.default_rng(2)
+    vis = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    ir8 = rng.integers(0, 256, (32, 40), dtype=np.uint8)
+    # A 14-bit radiometric frame: narrow band around 7000 counts, same structure as ir8.
+    ir16 = (7000 + ir8.astype(np.uint16) * 4).astype(np.uint16)
+    plan = fuser.plan_for(vis, ir8)
+    out8, out16 = fuser(vis, ir8, plan=plan), fuser(vis, ir16, plan=plan)
+    assert out16.shape == (32, 40, 3)
+    # Gain control maps the narrow 16-bit band onto the full range: result close to the 8-bit one.
+    assert np.abs(out8.astype(int) - out16.astype(int)).mean() < 8
+
+
+def test_sparse_dispatch_equals_dense_reference(model):
+    torch.manual_seed(3)
+    layer = model.vis_branch.levels[1]
+    x = torch.randn(6, layer.experts[0].expand.in_channels, 12, 10)
+    d = torch.randn(6, model.cfg.deg_dim)
+    gates = layer.gate(d, noisy=True).gates
+    assert int((gates > 0).sum(1).max()) == model.cfg.top_k
+    with torch.no_grad():
+        sparse = dispatch(layer.experts, x, gates)
+        dense = sum(gates[:, e].view(-1, 1, 1, 1) * expert(x) for e, expert in enumerate(layer.experts))
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+
+
+def test_dispatch_runs_only_routed_experts(model):
+    layer = model.vis_branch.levels[0]
+    calls = []
+    hooks = [ex.register_forward_hook(lambda m, i, o, e=e: calls.append((e, i[0].shape[0]))) for e, ex in enumerate(layer.experts)]
+    try:
+        gates = torch.zeros(3, len(layer.experts))
+        gates[0, [1, 4]] = 0.5
+        gates[1, [1, 2]] = 0.5
+        gates[2, [4, 7]] = 0.5
+        dispatch(layer.experts, torch.randn(3, layer.experts[0].expand.in_channels, 8, 8), gates)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert sorted(calls) == [(1, 2), (2, 1), (4, 2), (7, 1)]
+
+
+def test_plan_path_equals_gating_path(model):
+    torch.manual_seed(4)
+    vis, ir = torch.rand(1, 3, 48, 64), torch.rand(1, 1, 48, 64)
+    with torch.no_grad():
+        deg = model.dagm(vis, ir)
+        plan = model.plan(deg.vector, deg)
+        a = model(vis, ir, plan=plan).fused
+        b = model(vis, ir, d_deg=deg.vector, noisy=False).fused
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert len(plan.layers) == len(model.dgme_layers())
+    assert all(len(lp.experts) == model.cfg.top_k for lp in plan.layers)
+    assert all(abs(sum(lp.weights) - 1) < 1e-5 for lp in plan.layers)
+    assert plan.label in model.cfg.classes and len(plan.plan_id) == 8
+
+
+def test_every_expert_gets_gradient_in_training():
+    torch.manual_seed(5)
+    model = create_model("rt").train()
+    # 48 varied degradation vectors: an expert left unrouted by chance has odds below 1e-5.
+    vis, ir = torch.rand(48, 3, 16, 16), torch.rand(48, 1, 16, 16)
+    d_deg = torch.randn(48, model.cfg.deg_dim) * 3
+    out = model(vis, ir, d_deg=d_deg, reconstruct=True)
+    loss = out.fused_y.mean() + out.recon_vis.mean() + out.recon_ir.mean()
+    # Load balancing makes the gates themselves trainable even where routing is sparse.
+    loss = loss + sum(g.load.var() for g in out.gates[TASK_FUSION])
+    loss.backward()
+    for i, layer in enumerate(model.dgme_layers()):
+        for e, expert in enumerate(layer.experts):
+            grad = expert.project.weight.grad
+            assert grad is not None and grad.abs().sum() > 0, f"layer {i} expert {e} got no gradient"
+        assert layer.gate.w_gate.weight.grad.abs().sum() > 0
+
+
+def test_chroma_comes_from_enhanced_visible(model):
+    torch.manual_seed(6)
+    vis, ir = torch.rand(1, 3, 40, 56) * 0.6 + 0.2, torch.rand(1, 1, 40, 56)
+    with torch.no_grad():
+        out = model(vis, ir, plan=model.plan_for(vis, ir))
+    fused_ycc, vis_ycc = rgb_to_ycbcr(out.fused), rgb_to_ycbcr(out.vis_enhanced)
+    inside = ((out.fused > 0.001) & (out.fused < 0.999)).all(1, keepdim=True).expand(-1, 2, -1, -1)
+    assert inside.float().mean() > 0.5  # the comparison covers most pixels (no clipping there)
+    torch.testing.assert_close(fused_ycc[:, 1:][inside], vis_ycc[:, 1:][inside], atol=1e-5, rtol=0)
+
+
+def test_ycbcr_round_trip():
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, atol=1e-6, rtol=0)
+
+
+def test_rt_fits_the_cpu_budget(model):
+    macs = fusion_macs(model, 480, 640)
+    assert macs["fusion"] <= 1.0e9, macs
+
+
+def test_base_is_larger_than_rt(model):
+    assert fusion_macs(create_model("base"), 64, 64)["fusion"] > fusion_macs(model, 64, 64)["fusion"]
+
+
+def test_lora_trains_adapters_only():
+    """Tiny randomly initialised ViT (same open_clip + peft code path as ViT-B-32; no download)."""
+    torch.manual_seed(7)
+    cfg = get_config("rt", encoder="clip")
+    dagm = DAGM(cfg, clip_vision_overrides=dict(layers=2, width=64, patch_size=16, image_size=32))
+    params = dict(dagm.encoder.visual.named_parameters())
+    base = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
+    lora = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
+    assert any(".attn.in_A" in n for n in lora), "LoRA must adapt the attention module itself"
+    assert any("c_fc.lora_A" in n for n in lora) and any("c_proj.lora_A" in n for n in lora)
+    assert any(".attn.base.in_proj_weight" in n for n in base)
+    trainable = [p for p in dagm.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable, lr=0.5)
+    vis, ir = torch.rand(4, 3, 40, 40), torch.rand(4, 1, 40, 40)
+    for _ in range(4):  # LoRA B starts at zero: A moves only from the second step on
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(dagm(vis, ir).logits, torch.tensor([0, 1, 2, 3]))
+        loss.backward()
+        opt.step()
+    after = dict(dagm.encoder.visual.named_parameters())
+    changed = [n for n in lora if not torch.equal(lora[n], after[n])]
+    assert any(".attn.in_" in n for n in changed) and any(".attn.out_" in n for n in changed)
+    assert any("c_fc.lora_" in n for n in changed) and any("c_proj.lora_" in n for n in changed)
+    for n, p in base.items():
+        assert torch.equal(p, after[n]), f"base weight {n} changed"
+    dagm.eval()
+    with torch.no_grad():
+        assert torch.equal(dagm(vis, ir).logits, dagm(vis, ir).logits)
