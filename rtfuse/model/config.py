@@ -29,7 +29,8 @@ class FusionConfig:
     """Everything needed to rebuild a model; stored inside every checkpoint."""
 
     name: str = "rt"
-    channels: tuple[int, ...] = (8, 16, 32, 64)  # per branch, levels at H/2 .. H/16
+    channels: tuple[int, ...] = (8, 16, 32, 64)  # per branch, one entry per U-Net level
+    stem: int = 2  # the first level runs at H/stem (PixelUnshuffle: lossless space-to-depth)
     expert_expansion: float = 1.0  # expert hidden width = channels * expansion
     num_experts: int = 8
     top_k: int = 2
@@ -58,8 +59,8 @@ class FusionConfig:
 
     @property
     def multiple(self) -> int:
-        """Input sides are padded to this: a 2x stem plus one 2x step per further level."""
-        return 2 ** len(self.channels)
+        """Input sides are padded to this: the stem plus one 2x step per further level."""
+        return self.stem * 2 ** (len(self.channels) - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -66,14 +66,15 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class Down(nn.Module):
-    """PixelUnshuffle(2) + 1x1 conv: half resolution, lossless rearrangement then mixing."""
+    """PixelUnshuffle + 1x1 conv: lower resolution by lossless rearrangement, then mixing."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, factor: int = 2):
         super().__init__()
-        self.conv = nn.Conv2d(4 * c_in, c_out, 1)
+        self.factor = factor
+        self.conv = nn.Conv2d(factor * factor * c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pixel_unshuffle(x, 2))
+        return self.conv(F.pixel_unshuffle(x, self.factor))
 
 
 class Up(nn.Module):
@@ -88,16 +89,17 @@ class Up(nn.Module):
 
 
 class Head(nn.Module):
-    """1x1 conv to out*4 channels at half resolution, PixelShuffle back to full resolution."""
+    """1x1 conv to out*factor^2 channels at the stem resolution, PixelShuffle to full resolution."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, factor: int):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, 4 * c_out, 1)
+        self.factor = factor
+        self.conv = nn.Conv2d(c_in, factor * factor * c_out, 1)
         nn.init.normal_(self.conv.weight, std=1e-3)  # near-identity residual, but gradient flows
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(x), 2)
+        return F.pixel_shuffle(self.conv(x), self.factor)
 
 
 class Branch(nn.Module):
@@ -106,7 +108,7 @@ class Branch(nn.Module):
     def __init__(self, in_ch: int, cfg: FusionConfig):
         super().__init__()
         ch = cfg.channels
-        self.stem = Down(in_ch, ch[0])
+        self.stem = Down(in_ch, ch[0], cfg.stem)
         self.levels = nn.ModuleList(
             DGME(c, max(1, round(c * cfg.expert_expansion)), cfg.expert_kernels, cfg.deg_dim, cfg.top_k) for c in ch
         )
@@ -129,9 +131,9 @@ class FusionNet(nn.Module):
             for c in reversed(ch)
         )
         self.ups = nn.ModuleList(Up(2 * ch[i + 1], 2 * ch[i]) for i in reversed(range(len(ch) - 1)))
-        self.fused_head = Head(2 * ch[0], 1)
-        self.recon_vis_head = Head(2 * ch[0], 3)
-        self.recon_ir_head = Head(2 * ch[0], 1)
+        self.fused_head = Head(2 * ch[0], 1, cfg.stem)
+        self.recon_vis_head = Head(2 * ch[0], 3, cfg.stem)
+        self.recon_ir_head = Head(2 * ch[0], 1, cfg.stem)
 
     # ----- gating -------------------------------------------------------------------------
     def dgme_layers(self) -> list[DGME]:

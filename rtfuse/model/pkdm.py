@@ -47,14 +47,13 @@ def light_enhancement_curves(image: torch.Tensor, curves: torch.Tensor) -> torch
     """
     x = image
     for k in range(curves.shape[1]):
-        r = curves[:, k : k + 1]
-        x = x + r * (x - x * x)
+        x = torch.addcmul(x, curves[:, k : k + 1], x - x * x)
     return x
 
 
 def blend(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``before + w (after - before)``: w=0 keeps the input, w=1 takes the enhancement."""
-    return before + weight.view(-1, 1, 1, 1) * (after - before)
+    return torch.lerp(before, after, weight.view(-1, 1, 1, 1))
 
 
 class Dehaze(nn.Module):
