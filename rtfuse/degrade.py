@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfuse.errors import RtfuseError
-
-CLASSES = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
+from rtfuse.model.config import DEGRADATION_CLASSES as CLASSES
 
 # Display <-> linear light. Scattering, exposure and bloom are linear in radiance, so they are
 # applied to linearised images and re-encoded with gamma 2 (square / square root): close to sRGB's
