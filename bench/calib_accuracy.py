@@ -1,0 +1,79 @@
+"""Cross-modality registration accuracy on MSRS ir_warp (issue 6 acceptance); prints JSON.
+
+For each pair the reference is the same-modality ECC fit of ir_warp/NAME to ir/NAME (intensities
+match there); the estimate is rtfuse.calib's fit of ir_warp/NAME to vi/NAME. Corner error is the
+mean distance of the four image corners mapped by both homographies.
+
+    .venv/bin/python bench/calib_accuracy.py [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rtfuse import calib
+from rtfuse.errors import RtfuseError
+from rtfuse.imageio import list_images, read_image
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def reference_homography(ir: np.ndarray, ir_warp: np.ndarray) -> np.ndarray:
+    """ir_warp -> ir by intensity ECC: the ground truth up to the warp's small non-rigid part."""
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
+    _, warp = cv2.findTransformECC(
+        ir.astype(np.float32), ir_warp.astype(np.float32), np.eye(3, dtype=np.float32),
+        cv2.MOTION_HOMOGRAPHY, criteria, None, 5,
+    )
+    hom = np.linalg.inv(warp.astype(np.float64))
+    return hom / hom[2, 2]
+
+
+def measure(data: Path) -> dict:
+    root = data / "msrs"
+    rows = []
+    for path in list_images(root / "ir_warp"):
+        name = path.name
+        ir_warp = read_image(path, gray=True)
+        ref = reference_homography(read_image(root / "ir" / name, gray=True), ir_warp)
+        t0 = time.perf_counter()
+        try:
+            res = calib.register_pair(read_image(root / "vi" / name), ir_warp)
+            row = {
+                "name": name,
+                "corner_error_px": round(calib.corner_error(res.homography, ref, (ir_warp.shape[1], ir_warp.shape[0])), 3),
+                "edge_correlation": round(res.correlation, 4),
+                "peak_contrast": round(res.contrast, 4),
+                "accepted": res.correlation >= calib.MIN_EDGE_CORRELATION and res.contrast >= calib.MIN_PEAK_CONTRAST,
+            }
+        except RtfuseError as exc:
+            row = {"name": name, "corner_error_px": None, "error": str(exc), "accepted": False}
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        rows.append(row)
+    errs = [r["corner_error_px"] for r in rows if r["corner_error_px"] is not None]
+    accepted = [r["corner_error_px"] for r in rows if r["accepted"]]
+    return {
+        "pairs": rows,
+        "median_corner_error_px": round(float(np.median(errs)), 3),
+        "mean_corner_error_px": round(float(np.mean(errs)), 3),
+        "accepted": len(accepted),
+        "median_corner_error_accepted_px": round(float(np.median(accepted)), 3) if accepted else None,
+        "acceptance": {"median_max_px": 1.5, "mean_max_px": 3.0},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.data), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""`rtfuse calib`: estimate an IR-to-visible homography from frame pairs, or check one visually."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "estimate the infrared-to-visible registration of a rig (TOML), or overlay edges to check one"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vis", required=True, help="visible frame, frame folder or video file")
+    parser.add_argument("--ir", required=True, help="infrared frame, frame folder or video file")
+    parser.add_argument("-o", "--output", help="calibration file to write, e.g. calib/RIG.toml")
+    parser.add_argument("--frames", type=int, default=5, help="frames taken from a video or folder (spread evenly)")
+    parser.add_argument("--check", metavar="TOML", help="instead of estimating: overlay edges using this calibration")
+    parser.add_argument("--out", help="overlay PNG written by --check (visible edges green, IR edges magenta)")
+
+
+def run(args) -> int:
+    from rtfuse import calib
+    from rtfuse.errors import RtfuseError
+    from rtfuse.imageio import write_image
+
+    pairs = calib.load_pairs(args.vis, args.ir, args.frames)
+    if args.check:
+        if not args.out:
+            raise RtfuseError("--check needs --out overlay.png")
+        cal = calib.Calibration.load(args.check)
+        vis, ir = pairs[0]
+        cal.check_sizes((vis.shape[1], vis.shape[0]), (ir.shape[1], ir.shape[0]))
+        write_image(args.out, calib.edge_overlay(vis, cal.warper()(ir)))
+        print(f"wrote {args.out}: visible edges green, warped infrared edges magenta, overlap white")
+        return 0
+    if not args.output:
+        raise RtfuseError("give -o calib/RIG.toml (or --check FILE --out overlay.png)")
+    cal = calib.estimate(pairs)
+    cal.save(args.output)
+    print(f"wrote {args.output}: {cal.stats.summary()}")
+    print("homography (IR -> visible pixels):")
+    for row in cal.homography:
+        print("  " + "  ".join(f"{v:12.6g}" for v in row))
+    return 0
