@@ -1,0 +1,23 @@
+"""`rtfuse profile`: summarise and plot a latency report written by `rtfuse run --profile`."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "print a latency profile (from `rtfuse run --profile`) and optionally plot it"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("report", metavar="REPORT.json")
+    parser.add_argument("--plot", metavar="PNG", help="write a latency histogram + timeline")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtfuse.profiling import load_report, plot, summary
+
+    report = load_report(args.report)
+    print(summary(report))
+    if args.plot:
+        plot(report, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0

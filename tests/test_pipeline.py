@@ -1,0 +1,255 @@
+"""The pipeline end to end with the real Fuser, real files, real sockets and real video encoding."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rtfuse.calib import Calibration, RegistrationStats
+from rtfuse.errors import RtfuseError
+from rtfuse.fuser import Fuser
+from rtfuse.imageio import write_image
+from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, scene_changed, scene_signature
+from rtfuse.profiling import STAGES, Profiler, load_report
+from rtfuse.publish import Subscriber
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fuser() -> Fuser:
+    return Fuser.default()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def write_folder(folder: Path, n: int, shape: tuple[int, ...], corrupt: int | None = None) -> Path:
+    rng = np.random.default_rng(len(shape))
+    for k in range(n):
+        path = folder / f"{k:04d}.png"
+        write_image(path, rng.integers(0, 256, shape, dtype=np.uint8))
+        if k == corrupt:
+            path.write_bytes(path.read_bytes()[:40])
+    return folder
+
+
+def test_replay_of_real_clips_reaches_two_subscribers_and_records(shared_data: Path, fuser: Fuser, tmp_path: Path):
+    n = 30
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = PipelineConfig(
+        vis=str(shared_data / "video/m2vd/vi/0111_1716.mp4"), ir=str(shared_data / "video/m2vd/ir/0111_1716.mp4"),
+        frames=n, publish=endpoint, wait_subscribers=2, record=str(tmp_path / "out.mp4"),
+        profile=str(tmp_path / "report.json"),
+    )
+    received: dict[int, list[dict]] = {0: [], 1: []}
+
+    def listen(k: int) -> None:
+        with Subscriber(endpoint) as sub:
+            while len(received[k]) < n:
+                got = sub.recv(timeout=60, newest=False)
+                if got is None:
+                    return
+                frame, header = got
+                assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8
+                received[k].append(header)
+
+    listeners = [threading.Thread(target=listen, args=(k,)) for k in (0, 1)]
+    for t in listeners:
+        t.start()
+    pipeline = Pipeline(cfg, fuser=fuser)
+    assert pipeline.mode == "replay"
+    report = pipeline.run()
+    for t in listeners:
+        t.join(timeout=30)
+    for headers in received.values():
+        assert [h["frame"] for h in headers] == list(range(n))
+        assert [(h["index_vis"], h["index_ir"]) for h in headers] == [(k, k) for k in range(n)]
+        assert [h["media_time"] for h in headers] == pytest.approx([k / 30 for k in range(n)])
+        for h in headers:
+            assert h["label"] and h["plan"] and set(h["probs"]) >= {h["label"]}
+            assert h["grab"] <= h["publish"] and set(h["stages_s"]) >= {"sync", "inference"}
+    assert received[0] == received[1]
+    assert frame_count(tmp_path / "out.mp4") == n == report["meta"]["recorded_frames"] == report["frames"]
+    assert report["drops"] == {}
+    assert set(report["stages_ms"]) == set(STAGES) and report["glass_to_glass_ms"]["p50"] > 0
+    assert report["label_changes"][0]["frame"] == 0
+
+
+def test_mismatched_sizes_are_refused_unless_resized(fuser: Fuser, tmp_path: Path):
+    vis = write_folder(tmp_path / "vi", 3, (48, 64, 3))
+    ir = write_folder(tmp_path / "ir", 3, (24, 32))
+    base = dict(vis=str(vis), ir=str(ir), publish=None)
+    with pytest.raises(RtfuseError, match=r"streams: visible is 64x48 but infrared is 32x24.*--resize.*--calib"):
+        Pipeline(PipelineConfig(**base), fuser=fuser).run()
+    report = Pipeline(PipelineConfig(**base, resize=True, record=str(tmp_path / "r.mp4")), fuser=fuser).run()
+    assert report["frames"] == 3  # and the replay ends cleanly at the end of the folders
+    assert frame_count(tmp_path / "r.mp4") == 3
+
+
+def test_calibration_file_registers_infrared(fuser: Fuser, tmp_path: Path):
+    vis = write_folder(tmp_path / "vi", 2, (48, 64, 3))
+    ir = write_folder(tmp_path / "ir", 2, (40, 56))
+    stats = RegistrationStats((0.9,), (0.1,), 0.0, 1, 1)
+    shift = np.array([[1.0, 0, 4], [0, 1.0, 4], [0, 0, 1]])
+    Calibration(shift, (56, 40), (64, 48), stats, "2026-01-01T00:00:00Z").save(tmp_path / "rig.toml")
+    Calibration(shift, (56, 40), (640, 480), stats, "2026-01-01T00:00:00Z").save(tmp_path / "other.toml")
+    base = dict(vis=str(vis), ir=str(ir), publish=None)
+    report = Pipeline(PipelineConfig(**base, calib=str(tmp_path / "rig.toml")), fuser=fuser).run()
+    assert report["frames"] == 2
+    with pytest.raises(RtfuseError, match="calibration is for visible 640x480 .* streams are visible 64x48"):
+        Pipeline(PipelineConfig(**base, calib=str(tmp_path / "other.toml")), fuser=fuser).run()
+
+
+def test_folder_pairs_missing_partners_are_counted(fuser: Fuser, tmp_path: Path):
+    vis = write_folder(tmp_path / "vi", 4, (32, 32, 3))
+    ir = write_folder(tmp_path / "ir", 4, (32, 32))
+    (ir / "0002.png").unlink()
+    report = Pipeline(PipelineConfig(vis=str(vis), ir=str(ir), publish=None), fuser=fuser).run()
+    assert report["frames"] == 3 and report["drops"] == {"unpaired_file": 1}
+
+
+def test_source_failing_mid_run_is_retried_then_stops_naming_the_source(fuser: Fuser, tmp_path: Path):
+    vis = write_folder(tmp_path / "vi", 6, (32, 32, 3), corrupt=3)
+    ir = write_folder(tmp_path / "ir", 6, (32, 32))
+    done: list[int] = []
+    cfg = PipelineConfig(vis=str(vis), ir=str(ir), publish=None, retries=2, backoff_s=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(RtfuseError) as err:
+        Pipeline(cfg, fuser=fuser).run(on_frame=done.append)
+    message = str(err.value)
+    assert f"vis source '{vis}' failed after 2 retries" in message and "0003.png" in message
+    assert done == [1, 2, 3] and time.monotonic() - t0 >= 0.15
+
+
+def test_non_loopback_publish_without_keys_is_refused(fuser: Fuser):
+    cfg = PipelineConfig(synthetic_size=(32, 32), publish="tcp://0.0.0.0:5999", frames=1)
+    with pytest.raises(RtfuseError, match="refusing to publish on non-loopback tcp://0.0.0.0:5999"):
+        Pipeline(cfg, fuser=fuser).run()
+
+
+def test_plan_refresh_runs_aside_on_scene_change(fuser: Fuser):
+    dark = (np.full((48, 64, 3), 20, np.uint8), np.full((48, 64), 30, np.uint8))
+    bright = (np.full((48, 64, 3), 200, np.uint8), np.full((48, 64), 90, np.uint8))
+    assert not scene_changed(scene_signature(*dark), scene_signature(*dark), 0.1)
+    assert scene_changed(scene_signature(*dark), scene_signature(*bright), 0.1)
+    profiler = Profiler()
+    plans = PlanManager(fuser, profiler, refresh_s=3600, scene_threshold=0.1)
+    try:
+        first = plans.current(*dark)
+        assert first is not None and [r["reason"] for r in profiler.plan_refreshes] == ["first pair"]
+        assert plans.current(*dark) is first  # same scene: no refresh
+        t0 = time.perf_counter()
+        assert plans.current(*bright) is first  # the refresh is queued, the frame goes on with the old plan
+        assert time.perf_counter() - t0 < 0.05
+        deadline = time.monotonic() + 30
+        while len(profiler.plan_refreshes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [r["reason"] for r in profiler.plan_refreshes] == ["first pair", "scene change"]
+    finally:
+        plans.close()
+
+
+def test_sigint_stops_a_live_run_within_2s_with_the_recording_finalised(tmp_path: Path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "live.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtfuse.cli", "run", "--size", "96x64", "--duration", "120", "--publish", endpoint,
+         "--record", str(out), "--profile", str(tmp_path / "live.json")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
+    try:
+        with Subscriber(endpoint) as sub:
+            headers = []
+            deadline = time.monotonic() + 90
+            while len(headers) < 3 and time.monotonic() < deadline and proc.poll() is None:
+                got = sub.recv(timeout=1.0, newest=False)
+                if got is not None:
+                    headers.append(got[1])
+        assert len(headers) == 3, proc.stderr.read() if proc.poll() is not None else "no frames"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert elapsed < 2.0, f"shutdown took {elapsed:.2f} s"
+    recorded = int(stdout.split("recorded ")[1].split()[0])
+    assert recorded >= 3 and frame_count(out) == recorded
+    report = load_report(tmp_path / "live.json")
+    assert report["meta"]["mode"] == "live" and report["frames"] >= recorded
+    assert "glass-to-glass p50/p95/p99" in stdout
+    assert headers[0]["label"] and headers[0]["plan"]
+
+
+def test_profile_cli_prints_and_plots(fuser: Fuser, tmp_path: Path):
+    report_path = tmp_path / "r.json"
+    Pipeline(PipelineConfig(synthetic_size=(48, 32), mode="replay", frames=5, publish=None,
+                            profile=str(report_path)), fuser=fuser).run()
+    out = subprocess.run([sys.executable, "-m", "rtfuse.cli", "profile", str(report_path), "--plot",
+                          str(tmp_path / "p.png")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "glass-to-glass p50/p95/p99" in out.stdout and "inference" in out.stdout
+    assert cv2.imread(str(tmp_path / "p.png")) is not None
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    out = subprocess.run([sys.executable, "-m", "rtfuse.cli", "profile", str(bad)], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "not an rtfuse profile report" in out.stderr
+
+
+def test_subscribe_cli_prints_a_line_per_frame(fuser: Fuser):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    sub = subprocess.Popen([sys.executable, "-m", "rtfuse.cli", "subscribe", "--connect", endpoint, "--frames", "3",
+                            "--all"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        cfg = PipelineConfig(synthetic_size=(48, 32), mode="replay", frames=3, publish=endpoint,
+                             wait_subscribers=1, wait_timeout=60)
+        Pipeline(cfg, fuser=fuser).run()
+        stdout, stderr = sub.communicate(timeout=60)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+    assert sub.returncode == 0, stderr
+    lines = stdout.splitlines()
+    assert [line.split()[1] for line in lines] == ["0", "1", "2"]
+    assert all("48x32 raw" in line and "label" in line and "glass-to-here" in line for line in lines)
+
+
+def test_window_output_refuses_clearly_without_a_gui():
+    from rtfuse.pipeline import Window
+
+    try:
+        Window("rtfuse-test").close()
+    except RtfuseError as exc:
+        assert "no GUI" in str(exc) and "opencv-python" in str(exc)
+    else:
+        pytest.skip("this OpenCV build has a GUI")
