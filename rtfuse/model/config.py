@@ -37,6 +37,7 @@ class FusionConfig:
     expert_kernels: tuple[tuple[int, int, int], ...] = EXPERT_KERNELS
     deg_dim: int = 512  # d_deg, the degradation vector
     task_dim: int = 16  # task embedding for decoder gates (fusion / reconstruction)
+    pkdm: bool = True  # physics-based pre-enhancement on (off: the ablation "without PKDM")
     pkdm_scale: int = 8  # PKDM parameter nets run at 1/pkdm_scale resolution
     pkdm_width: int = 16
     lowlight_iterations: int = 8
@@ -81,6 +82,9 @@ class FusionConfig:
 MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt": FusionConfig(name="rt"),
     "base": FusionConfig(name="base", channels=(16, 32, 64, 128), expert_expansion=2.0, pkdm_scale=4, pkdm_width=32),
+    # Ablations of the paper's Table 5 (same training budget as rt).
+    "rt-nopkdm": FusionConfig(name="rt-nopkdm", pkdm=False),
+    "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0),
 }
 
 

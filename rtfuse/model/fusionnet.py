@@ -203,7 +203,7 @@ class FusionNet(nn.Module):
             if reconstruct:
                 gates_by_task[TASK_RECON] = self.gates(d_deg, TASK_RECON, noisy)
 
-        vis_e, ir_e = self.pkdm(vis3, ir, blend_w)
+        vis_e, ir_e = self.pkdm(vis3, ir, blend_w) if self.cfg.pkdm else (vis3, ir)
         m = self.cfg.multiple
         vis_p, ir_p = _pad_to_multiple(vis_e, m), _pad_to_multiple(ir_e, m)
 
