@@ -33,8 +33,15 @@ class Expert(nn.Module):
         )
         self.project = nn.Conv2d(hidden, channels, 1)
 
+    def _spatial(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel[:2] == (1, 1):
+            # A 1x1 depthwise convolution is a per-channel affine map; computed as one, it avoids
+            # PyTorch's per-group CPU fallback for this shape (same parameters, same result).
+            return torch.addcmul(self.spatial.bias.view(1, -1, 1, 1), x, self.spatial.weight.view(1, -1, 1, 1))
+        return self.spatial(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(F.relu(self.spatial(F.relu(self.expand(x)))))
+        return self.project(F.relu(self._spatial(F.relu(self.expand(x)))))
 
 
 @dataclass
