@@ -1,0 +1,264 @@
+"""Training data: registered IR/visible pairs from folders and video clips, crops, degradations.
+
+Sources are decoded once and cached in memory as small uint8 arrays (training crops are small, so
+full-resolution copies would only cost memory). Every random choice of a sample (crop, flip,
+degradation kind, severity, noise) derives from ``(seed, epoch, index)``, so a sample does not
+depend on the batch it lands in, the number of DataLoader workers or the number of processes:
+a run with 2 processes sees exactly the samples of a run with one.
+
+The train/test split is by *source group* (an image, or a whole video clip), decided by a hash of
+the group name: deterministic, stable when other sources are added, and never puts one source
+pair in both splits. Stage 1 and stage 2 share these utilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rtfuse.degrade import CLASSES, DEGRADATIONS, class_targets, degrade_batch
+from rtfuse.errors import RtfuseError
+from rtfuse.imageio import check_same_size, pair_folders, read_image, rgb_to_gray
+
+log = logging.getLogger(__name__)
+
+SPLIT_SALT = "rtfuse-split-v1"  # changing it reshuffles every split; keep it fixed
+
+
+@dataclass(frozen=True)
+class SourcePair:
+    """One registered pair in memory: vis (H,W,3) RGB uint8, ir (H,W) uint8."""
+
+    name: str  # unique, e.g. "roadscene/FLIR_00006" or "m2vd/0111_1716#0030"
+    group: str  # split unit: pairs of one group always land in the same split
+    vis: np.ndarray
+    ir: np.ndarray
+
+
+def _shrink(img: np.ndarray, short_side: int | None) -> np.ndarray:
+    """Downscale (area) so the short side is ``short_side``; never upscale."""
+    if short_side is None or min(img.shape[:2]) <= short_side:
+        return img
+    f = short_side / min(img.shape[:2])
+    size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _as_uint8(img: np.ndarray, what: str) -> np.ndarray:
+    if img.dtype != np.uint8:
+        raise RtfuseError(f"{what}: training reads 8-bit images, got {img.dtype}")
+    return img
+
+
+def load_pair_folder(folder: str | Path, short_side: int | None = 256) -> list[SourcePair]:
+    """Pairs of ``folder/vi`` and ``folder/ir`` matched by name; each image is its own group."""
+    folder = Path(folder)
+    found = pair_folders(folder / "vi", folder / "ir")
+    if not found.pairs:
+        raise RtfuseError(f"{folder}: no image pairs in vi/ and ir/ (same file names expected)")
+    if found.missing_ir or found.missing_vis:
+        log.warning("%s: %d visible and %d infrared images have no partner; skipped", folder,
+                    len(found.missing_ir), len(found.missing_vis))
+    out = []
+    for vis_path, ir_path in found.pairs:
+        vis = _as_uint8(read_image(vis_path), str(vis_path))
+        vis = vis if vis.ndim == 3 else np.repeat(vis[..., None], 3, axis=2)
+        ir = _as_uint8(read_image(ir_path, gray=True), str(ir_path))
+        check_same_size(vis, ir, str(vis_path))
+        name = f"{folder.name}/{vis_path.stem}"
+        out.append(SourcePair(name, name, _shrink(vis, short_side), _shrink(ir, short_side)))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _decode_frames(path: str, every: int, short_side: int | None, gray: bool) -> tuple[np.ndarray, ...]:
+    """Every ``every``-th frame of a video as RGB (or gray) uint8, cached per process."""
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise RtfuseError(f"{path}: cannot open video")
+    frames = []
+    index = 0
+    while True:
+        ok = cap.grab()
+        if not ok:
+            break
+        if index % every == 0:
+            ok, bgr = cap.retrieve()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            frames.append(_shrink(rgb_to_gray(rgb) if gray else rgb, short_side))
+        index += 1
+    cap.release()
+    if not frames:
+        raise RtfuseError(f"{path}: no decodable frames")
+    return tuple(frames)
+
+
+def load_video_pair(vis_path: str | Path, ir_path: str | Path, every: int = 10,
+                    short_side: int | None = 256) -> list[SourcePair]:
+    """Frames of a registered visible/infrared clip pair; the whole clip is one split group
+    (neighbouring frames are near duplicates, so frames of one clip must not straddle the split)."""
+    vis_path, ir_path = Path(vis_path), Path(ir_path)
+    for p in (vis_path, ir_path):
+        if not p.is_file():
+            raise RtfuseError(f"{p}: no such video file")
+    if every < 1:
+        raise RtfuseError(f"frame step must be >= 1, got {every}")
+    vis = _decode_frames(str(vis_path), every, short_side, False)
+    ir = _decode_frames(str(ir_path), every, short_side, True)
+    if len(vis) != len(ir):
+        log.warning("%s: %d visible vs %d infrared sampled frames; using the first %d", vis_path.stem,
+                    len(vis), len(ir), min(len(vis), len(ir)))
+    clip = f"{vis_path.parent.parent.name}/{vis_path.stem}"
+    out = []
+    for k, (v, i) in enumerate(zip(vis, ir)):
+        check_same_size(v, i, f"{clip} frame {k * every}")
+        out.append(SourcePair(f"{clip}#{k * every:04d}", clip, v, i))
+    return out
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def split_fraction(group: str) -> float:
+    """Position of a group in [0,1), from a hash of its name (stable across runs and machines)."""
+    digest = hashlib.sha1(f"{SPLIT_SALT}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_sources(sources: Sequence[SourcePair], test_fraction: float = 0.2) -> tuple[list[SourcePair], list[SourcePair]]:
+    """(train, test) by group: a group goes to test when its hash position is below the fraction."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise RtfuseError(f"test fraction must be in [0, 1), got {test_fraction}")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise RtfuseError("duplicate source names: was one folder or clip given twice?")
+    train = [s for s in sources if split_fraction(s.group) >= test_fraction]
+    test = [s for s in sources if split_fraction(s.group) < test_fraction]
+    return train, test
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The one random stream of a sample: independent of batch, worker and process."""
+    return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]))
+
+
+def random_crop(vis: np.ndarray, ir: np.ndarray, size: int, rng: np.random.Generator,
+                scale: tuple[float, float] = (0.35, 1.0), flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop (side ``scale`` x the short side, aspect 3:4..4:3) of a pair, resized to
+    size x size float32 in [0,1]: vis (3,S,S), ir (1,S,S)."""
+    h, w = ir.shape
+    side = rng.uniform(*scale) * min(h, w)
+    aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(4 / 3))))
+    ch = int(min(h, max(8, round(side / np.sqrt(aspect)))))
+    cw = int(min(w, max(8, round(side * np.sqrt(aspect)))))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    v = cv2.resize(vis[y : y + ch, x : x + cw], (size, size), interpolation=cv2.INTER_AREA)
+    i = cv2.resize(ir[y : y + ch, x : x + cw], (size, size), interpolation=cv2.INTER_AREA)
+    if flip and rng.uniform() < 0.5:
+        v, i = v[:, ::-1], i[:, ::-1]
+    return (np.ascontiguousarray(v.transpose(2, 0, 1), dtype=np.float32) / 255.0,
+            np.ascontiguousarray(i[None], dtype=np.float32) / 255.0)
+
+
+class PairCrops(Dataset):
+    """Random crops of the sources: ``length`` samples per epoch, source = index mod count.
+
+    Items are dicts of float32 tensors ``vis`` (3,S,S) and ``ir`` (1,S,S) in [0,1] plus ``source``
+    (index into ``sources``). Call :meth:`set_epoch` before each epoch for fresh crops.
+    """
+
+    def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
+                 scale: tuple[float, float] = (0.35, 1.0), flip: bool = True):
+        if not sources:
+            raise RtfuseError("no source pairs for this split")
+        self.sources = list(sources)
+        self.size, self.length, self.seed = size, length or len(self.sources), seed
+        self.scale, self.flip = scale, flip
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _crop(self, index: int, rng: np.random.Generator) -> dict:
+        src = self.sources[index % len(self.sources)]
+        vis, ir = random_crop(src.vis, src.ir, self.size, rng, self.scale, self.flip)
+        return {"vis": torch.from_numpy(vis), "ir": torch.from_numpy(ir), "source": index % len(self.sources)}
+
+    def __getitem__(self, index: int) -> dict:
+        return self._crop(index, sample_rng(self.seed, self.epoch, index))
+
+
+def kinds_by_class() -> dict[str, tuple[str, ...]]:
+    """Degradation kinds whose stage-1 label is each class (``noise`` also covers ``blur``)."""
+    out: dict[str, tuple[str, ...]] = {c: () for c in CLASSES}
+    out["clean"] = ("clean",)
+    for name, d in DEGRADATIONS.items():
+        out[d.label] = (*out[d.label], name)
+    return out
+
+
+class DegradedPairs(PairCrops):
+    """Crops with one synthetic degradation each, its class label and severity, and the clean
+    references: keys ``vis``, ``ir`` (degraded), ``clean_vis``, ``clean_ir``, ``label`` (index into
+    CLASSES), ``severity`` (0 for clean), ``kind``, ``source``.
+
+    ``balanced=True`` (evaluation) cycles the classes so that every source is seen with every
+    class equally often: item i uses source i mod n and class (i div n) mod len(CLASSES).
+    """
+
+    def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
+                 severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
+                 scale: tuple[float, float] = (0.35, 1.0), flip: bool = True):
+        super().__init__(sources, size, length, seed, scale, flip)
+        if not 0.0 < severity[0] <= severity[1] <= 1.0:
+            raise RtfuseError(f"severity range must satisfy 0 < low <= high <= 1, got {severity}")
+        self.severity, self.balanced = severity, balanced
+        self.kinds = kinds_by_class()
+
+    def __getitem__(self, index: int) -> dict:
+        rng = sample_rng(self.seed, self.epoch, index)
+        item = self._crop(index, rng)
+        if self.balanced:
+            cls = CLASSES[(index // len(self.sources)) % len(CLASSES)]
+        else:
+            cls = CLASSES[int(rng.integers(len(CLASSES)))]
+        options = self.kinds[cls]
+        kind = options[int(rng.integers(len(options)))]
+        sev = 0.0 if kind == "clean" else float(rng.uniform(*self.severity))
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        vis, ir = degrade_batch(item["vis"][None], item["ir"][None], [kind], [sev], gen)
+        target = class_targets([] if kind == "clean" else [(kind, sev)])
+        label = int(np.argmax(target))
+        item.update(clean_vis=item["vis"], clean_ir=item["ir"], vis=vis[0], ir=ir[0], kind=kind,
+                    label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))
+        return item
+
+
+def load_sources(pair_dirs: Sequence[str | Path] = (), videos: Sequence[tuple[str | Path, str | Path]] = (),
+                 every: int = 10, short_side: int | None = 256) -> list[SourcePair]:
+    """All sources of a run: pair folders (DIR/vi, DIR/ir) and (visible, infrared) video files."""
+    sources: list[SourcePair] = []
+    for folder in pair_dirs:
+        sources += load_pair_folder(folder, short_side)
+    for vis_path, ir_path in videos:
+        sources += load_video_pair(vis_path, ir_path, every, short_side)
+    if not sources:
+        raise RtfuseError("no training data: give at least one pair folder or video pair")
+    return sources
