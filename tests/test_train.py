@@ -1,0 +1,216 @@
+"""rtfuse_train: data and split, the trainer (resume, CSV, DDP) and stage 1 on both DAGM backends."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from rtfuse.checkpoint import load_checkpoint
+from rtfuse.degrade import CLASSES
+from rtfuse.errors import RtfuseError
+from rtfuse_train.cli import main as train_main
+from rtfuse_train.data import (DegradedPairs, PairCrops, kinds_by_class, load_pair_folder, load_video_pair,
+                               split_fraction, split_sources)
+from rtfuse_train.stage1 import Stage1, Stage1Options, build_model, confusion_matrix, make_trainer, severity_accuracy
+from rtfuse_train.trainer import ShardedSampler, TrainConfig, Trainer, seed_everything
+
+TINY_VIT = dict(layers=2, width=64, patch_size=16, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def msrs(shared_data):
+    return load_pair_folder(shared_data / "msrs", short_side=96)
+
+
+@pytest.fixture(scope="module")
+def clip_frames(shared_data):
+    m2vd = shared_data / "video" / "m2vd"
+    return load_video_pair(m2vd / "vi" / "0111_1716.mp4", m2vd / "ir" / "0111_1716.mp4", every=30, short_side=96)
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_video_frames_are_cached_registered_pairs(clip_frames):
+    assert len(clip_frames) == 6  # 151 frames, every 30th
+    assert all(s.group == "m2vd/0111_1716" for s in clip_frames)
+    assert [s.name for s in clip_frames][:2] == ["m2vd/0111_1716#0000", "m2vd/0111_1716#0030"]
+    for s in clip_frames:
+        assert s.vis.shape == (96, 128, 3) and s.ir.shape == (96, 128) and s.ir.dtype == np.uint8
+
+
+def test_split_by_source_has_no_overlap_and_is_stable(msrs, clip_frames):
+    sources = msrs + clip_frames
+    train, test = split_sources(sources, 0.3)
+    assert train and test and len(train) + len(test) == len(sources)
+    assert not {s.group for s in train} & {s.group for s in test}
+    assert not {s.name for s in train} & {s.name for s in test}
+    clip_side = {s.name in {t.name for t in test} for s in clip_frames}
+    assert len(clip_side) == 1, "frames of one clip must all land in the same split"
+    # Adding or removing sources never moves the others (the split is a hash of the group name).
+    sub_train, sub_test = split_sources(msrs[:7], 0.3)
+    assert {s.name for s in sub_test} == {s.name for s in test if s in msrs[:7]}
+    assert split_fraction("roadscene/FLIR_00006") == split_fraction("roadscene/FLIR_00006")
+    with pytest.raises(RtfuseError, match="duplicate"):
+        split_sources(msrs + msrs[:1])
+
+
+def test_degraded_samples_are_pure_functions_of_seed_epoch_index(msrs):
+    a = DegradedPairs(msrs, 64, 48, seed=3)
+    b = DegradedPairs(msrs, 64, 48, seed=3)
+    for i in (0, 5, 17):
+        x, y = a[i], b[i]
+        assert x["kind"] == y["kind"] and torch.equal(x["vis"], y["vis"]) and torch.equal(x["ir"], y["ir"])
+    a.set_epoch(1)
+    assert not torch.equal(a[0]["clean_vis"], b[0]["clean_vis"])
+    kinds = kinds_by_class()
+    assert kinds["noise"] == ("blur", "noise")
+    for i in range(48):
+        item = b[i]
+        assert item["vis"].shape == (3, 64, 64) and item["ir"].shape == (1, 64, 64)
+        assert item["kind"] in kinds[CLASSES[item["label"]]]
+        if item["kind"] == "clean":
+            assert item["severity"] == 0 and torch.equal(item["vis"], item["clean_vis"])
+        else:
+            assert 0.2 <= float(item["severity"]) <= 1.0
+        if item["kind"] not in ("clean", "blur"):  # defocus under half a pixel is the identity on 64 px crops
+            assert not torch.equal(item["vis"], item["clean_vis"]) or not torch.equal(item["ir"], item["clean_ir"])
+
+
+def test_balanced_evaluation_set_covers_every_class_per_source(msrs):
+    ds = DegradedPairs(msrs[:3], 32, 3 * len(CLASSES) * 2, seed=0, balanced=True)
+    seen = {(ds[i]["source"], ds[i]["label"]) for i in range(len(ds))}
+    assert seen == {(s, c) for s in range(3) for c in range(len(CLASSES))}
+
+
+def test_sharded_sampler_deals_the_global_batches_to_ranks():
+    single = list(ShardedSampler(40, 8, seed=1))
+    r0, r1 = list(ShardedSampler(40, 8, 1, 0, 2)), list(ShardedSampler(40, 8, 1, 1, 2))
+    assert len(single) == 40 and len(r0) == len(r1) == 20
+    for k in range(5):
+        assert sorted(single[8 * k : 8 * k + 8]) == sorted(r0[4 * k : 4 * k + 4] + r1[4 * k : 4 * k + 4])
+    with pytest.raises(RtfuseError, match="divisible"):
+        ShardedSampler(40, 7, 0, 0, 2)
+
+
+def test_metrics_helpers():
+    y, p = np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])
+    assert confusion_matrix(y, p, 3).tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    rows = severity_accuracy(y, p, np.array([0.0, 0.3, 0.9, 1.0]), [0.2, 0.6, 1.0])
+    assert rows == [("clean", 1, 1.0), ("0.20-0.60", 1, 1.0), ("0.60-1.00", 2, 0.5)]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _overfit(opts: Stage1Options, sources, tmp_path: Path, steps: int) -> list[float]:
+    """Train on one fixed batch of 16 (a Subset has no set_epoch) and return the step losses."""
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), epochs=steps, batch_size=16, lr=3e-3, warmup_steps=1,
+                      workers=0, progress=False)
+    seed_everything(0)
+    model = build_model(opts)
+    data = Subset(DegradedPairs(sources, 64, 16, seed=0), range(16))
+    trainer = Trainer(model, Stage1(opts.out), data, None, cfg)
+    trainer.fit()
+    return [float(r["loss"]) for r in _rows(tmp_path / "run" / "steps.csv")]
+
+
+def test_stage1_lite_loss_decreases(msrs, tmp_path):
+    losses = _overfit(Stage1Options(out=tmp_path / "lite.pt"), msrs, tmp_path, steps=6)
+    assert len(losses) == 6
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+    model, meta = load_checkpoint(tmp_path / "lite.pt")
+    assert meta["stage"] == 1 and model.cfg.encoder == "lite"
+
+
+def test_stage1_clip_tiny_vit_loss_decreases(msrs, tmp_path):
+    opts = Stage1Options(out=tmp_path / "clip.pt", encoder="clip", clip_vision_overrides=TINY_VIT)
+    losses = _overfit(opts, msrs, tmp_path, steps=6)
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+
+
+def test_stage1_cli_checkpoint_and_resume(shared_data, tmp_path, capsys):
+    out, run_dir = tmp_path / "dagm.pt", tmp_path / "run"
+    common = ["stage1", "--pairs", str(shared_data / "msrs"), "--out", str(out), "--run-dir", str(run_dir),
+              "--cache-side", "96", "--size", "64", "--samples-per-epoch", "32", "--batch-size", "16",
+              "--eval-repeats", "1", "--test-fraction", "0.3", "--workers", "0", "--no-progress"]
+    assert train_main([*common, "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "top-1 accuracy" in printed and "true \\ pred" in printed and "0.80-1.00" in printed
+    first, meta = load_checkpoint(out)
+    assert meta["stage"] == 1 and len(meta["confusion"]) == len(CLASSES) and 0 <= meta["test_accuracy"] <= 1
+    assert meta["test_sources"] > 0 and meta["train_sources"] > 0
+    state = torch.load(run_dir / "state.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (2, 4)
+    for k, v in first.dagm.state_dict().items():
+        assert torch.equal(v, state["model"][f"dagm.{k}"])
+
+    assert train_main([*common, "--epochs", "3", "--resume"]) == 0
+    assert "trained 1 epochs (6 steps)" in capsys.readouterr().out
+    assert [int(r["step"]) for r in _rows(run_dir / "steps.csv")] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["epoch"]) for r in _rows(run_dir / "epochs.csv")] == [1, 2, 3]
+    resumed, _ = load_checkpoint(out)
+    assert any(not torch.equal(a, b) for a, b in zip(first.dagm.parameters(), resumed.dagm.parameters()))
+
+    assert train_main([*common, "--epochs", "3", "--resume", "--batch-size", "8"]) == 2
+    assert "must keep --batch-size 16" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- DDP
+
+
+def _one_step_opts(out: Path) -> Stage1Options:
+    # SGD, not Adam: Adam's first step is ~lr * sign(grad) and would amplify float round-off of
+    # near-zero gradients far past the tolerance. BatchNorm frozen: per-process batch statistics
+    # differ from the combined batch's by design (SyncBatchNorm, the cure, has no CPU kernel).
+    cfg = TrainConfig(run_dir=str(out.with_suffix("")), epochs=1, batch_size=8, lr=0.5, optimizer="sgd",
+                      warmup_steps=1, workers=0, batchnorm="frozen", progress=False)
+    return Stage1Options(out=out, size=64, samples_per_epoch=8, eval_repeats=1, test_fraction=0.3, train=cfg)
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, sources) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    trainer, _ = make_trainer(_one_step_opts(Path(out)), sources)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_processes_match_one_process_on_the_combined_batch(msrs, tmp_path):
+    sources = msrs[:10]
+    trainer, _ = make_trainer(_one_step_opts(tmp_path / "single.pt"), sources)
+    initial = {k: v.clone() for k, v in trainer.model.dagm.state_dict().items()}
+    trainer.fit()
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp.pt"), sources), nprocs=2)
+    single, _ = load_checkpoint(tmp_path / "single.pt")
+    ddp, _ = load_checkpoint(tmp_path / "ddp.pt")
+    moved = set()
+    for name, a in single.dagm.state_dict().items():
+        b = ddp.dagm.state_dict()[name]
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=name)
+        if not torch.allclose(a, initial[name], rtol=0, atol=1e-4):
+            moved.add(name)
+    # The step must move encoder output, MLP and head by more than the tolerance, or the
+    # comparison proves nothing.
+    assert {"encoder.proj.bias", "mlp.0.bias", "mlp.2.weight", "classifier.weight"} <= moved, moved
