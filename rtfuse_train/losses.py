@@ -1,0 +1,79 @@
+"""Stage-2 loss terms (paper eq. 15-21), each a small pure function on tensors.
+
+``L = a_pix L_pix + a_grad L_grad + a_recon L_recon + a_pkdm L_pkdm + a_aux (L_load + L_mi)``.
+References are the clean sources when degradations are synthetic (known), otherwise the PKDM
+outputs, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rtfuse.model import GateOutput
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel_magnitude(y: torch.Tensor) -> torch.Tensor:
+    """|d/dx| + |d/dy| of a (B,1,H,W) image with Sobel kernels (replicate border)."""
+    k = torch.stack((_SOBEL_X, _SOBEL_X.t())).unsqueeze(1).to(y)
+    g = F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), k)
+    return g.abs().sum(1, keepdim=True)
+
+
+def intensity_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """L_pix = |Y_f - max(Y_vis, Y_ir)|_1 (eq. 16)."""
+    return F.l1_loss(fused_y, torch.maximum(vis_y, ir))
+
+
+def gradient_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """L_grad = | |grad Y_f| - max(|grad Y_vis|, |grad Y_ir|) |_1 (eq. 17)."""
+    return F.l1_loss(sobel_magnitude(fused_y), torch.maximum(sobel_magnitude(vis_y), sobel_magnitude(ir)))
+
+
+def cv_squared(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Squared coefficient of variation with population variance; 0 for a single expert."""
+    if x.numel() <= 1:
+        return x.new_zeros(())
+    return x.var(unbiased=False) / (x.mean() ** 2 + eps)
+
+
+def load_balancing_loss(gates: list[GateOutput]) -> torch.Tensor:
+    """Sum over layers of CV^2(importance) + CV^2(load) (Shazeer et al.; eq. 20)."""
+    total = gates[0].gates.new_zeros(())
+    for g in gates:
+        total = total + cv_squared(g.importance)
+        if g.load is not None:
+            total = total + cv_squared(g.load)
+    return total
+
+
+def expert_task_mutual_information(per_task: list[list[GateOutput]], layers: slice | None = None) -> torch.Tensor:
+    """I(E;T) summed over layers, from batch-average gate distributions per task (uniform p(T)).
+
+    ``per_task[t][l]`` is task t's gate output at layer l; ``layers`` selects the layers whose
+    gates see the task (the decoder).
+    """
+    n_layers = len(per_task[0])
+    idx = range(n_layers)[layers] if layers is not None else range(n_layers)
+    total = per_task[0][0].gates.new_zeros(())
+    for l in idx:
+        p_e_t = torch.stack([t[l].gates.mean(0) for t in per_task])  # (T, M)
+        p_e_t = p_e_t / p_e_t.sum(1, keepdim=True).clamp_min(1e-12)
+        p_e = p_e_t.mean(0, keepdim=True)
+        ratio = (p_e_t.clamp_min(1e-12) / p_e.clamp_min(1e-12)).log()
+        total = total + (p_e_t * ratio).sum(1).mean()
+    return total
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    pix: float = 1.0
+    grad: float = 1.0
+    recon: float = 0.5
+    pkdm: float = 0.5
+    aux: float = 0.01
+

@@ -1,0 +1,170 @@
+"""Stage 2: train the fusion network (PKDM + DGME U-Net) with DAGM frozen from stage 1.
+
+Inputs are crops of real registered pairs with one synthetic degradation each (or none), so the
+clean sources are known and serve as references for every loss term (DESIGN section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtfuse.checkpoint import load_checkpoint, save_checkpoint
+from rtfuse.model import TASK_FUSION, TASK_RECON, FusionNet, get_config
+from rtfuse.model.color import luminance
+from rtfuse_train.data import DegradedPairs, SourcePair, load_sources, split_sources
+from rtfuse_train.losses import (
+    LossWeights,
+    expert_task_mutual_information,
+    gradient_loss,
+    intensity_loss,
+    load_balancing_loss,
+)
+from rtfuse_train.trainer import TrainConfig, Trainer, TrainResult, seed_everything
+
+log = logging.getLogger(__name__)
+
+TERMS = ("pix", "grad", "recon", "pkdm", "load", "mi")
+
+
+class FrozenDAGM(nn.Module):
+    """The fusion network in training, with DAGM kept in eval mode (its BatchNorm statistics fixed)."""
+
+    def __init__(self, model: FusionNet):
+        super().__init__()
+        self.model = model
+        for p in model.dagm.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FrozenDAGM":
+        super().train(mode)
+        self.model.dagm.eval()
+        return self
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor):
+        with torch.no_grad():
+            d_deg = self.model.dagm(vis, ir).vector
+        return self.model(vis, ir, d_deg=d_deg, reconstruct=True)
+
+
+def loss_terms(model: FusionNet, out, batch: dict) -> dict[str, torch.Tensor]:
+    """Every term of the composite loss, separately (so each is logged)."""
+    clean_vis, clean_ir = batch["clean_vis"], batch["clean_ir"]
+    vis_y = luminance(clean_vis)
+    n = len(model.cfg.channels)
+    fusion_gates = out.gates[TASK_FUSION]
+    recon_gates = out.gates[TASK_RECON]
+    decoder = slice(2 * n, None)
+    return {
+        "pix": intensity_loss(out.fused_y, vis_y, clean_ir),
+        "grad": gradient_loss(out.fused_y, vis_y, clean_ir),
+        "recon": F.l1_loss(out.recon_vis, clean_vis) + F.l1_loss(out.recon_ir, clean_ir),
+        "pkdm": F.l1_loss(out.vis_enhanced, clean_vis) if model.cfg.pkdm else out.fused.new_zeros(()),
+        "load": load_balancing_loss(fusion_gates + recon_gates[decoder]),
+        "mi": -expert_task_mutual_information([fusion_gates, recon_gates], decoder),
+    }
+
+
+def combine(terms: dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
+    return (w.pix * terms["pix"] + w.grad * terms["grad"] + w.recon * terms["recon"] + w.pkdm * terms["pkdm"]
+            + w.aux * (terms["load"] + terms["mi"]))
+
+
+@dataclass
+class Stage2:
+    """The stage-2 parts of training (see rtfuse_train.trainer.Stage)."""
+
+    out: Path
+    weights: LossWeights = field(default_factory=LossWeights)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    find_unused_parameters: bool = True  # sparse routing: experts unused by a batch get no gradient
+
+    def module(self, model: FusionNet) -> nn.Module:
+        return FrozenDAGM(model)
+
+    def parameters(self, model: FusionNet) -> list[nn.Parameter]:
+        frozen = {id(p) for p in model.dagm.parameters()}
+        return [p for p in model.parameters() if id(p) not in frozen]
+
+    def loss(self, net: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        model = net.module.model if hasattr(net, "module") else net.model
+        out = net(batch["vis"], batch["ir"])
+        terms = loss_terms(model, out, batch)
+        return combine(terms, self.weights), {k: float(v.detach()) for k, v in terms.items()}
+
+    def evaluate(self, net: nn.Module, batches: Iterable[dict]) -> dict[str, Any]:
+        """Held-out loss terms with gate noise off (what inference sees)."""
+        model = net.model
+        sums: dict[str, float] = dict.fromkeys(TERMS, 0.0)
+        count = 0
+        for batch in batches:
+            d_deg = model.dagm(batch["vis"], batch["ir"]).vector
+            out = model(batch["vis"], batch["ir"], d_deg=d_deg, reconstruct=True, noisy=False)
+            for k, v in loss_terms(model, out, batch).items():
+                sums[k] += float(v) * len(batch["vis"])
+            count += len(batch["vis"])
+        result = {f"test_{k}": v / max(1, count) for k, v in sums.items()}
+        result["test_loss"] = float(combine({k: torch.tensor(result[f"test_{k}"]) for k in TERMS}, self.weights))
+        return result
+
+    def export(self, model: FusionNet, metrics: dict[str, Any]) -> Path:
+        return save_checkpoint(self.out, model, {"stage": 2, "trained": True, **self.metadata, **metrics})
+
+
+@dataclass
+class Stage2Options:
+    out: Path
+    dagm: Path  # stage-1 checkpoint: its DAGM is loaded and frozen
+    model: str = "rt"  # rt, or an ablation: rt-nopkdm, rt-dense
+    pairs: list[Path] = field(default_factory=list)
+    videos: list[tuple[Path, Path]] = field(default_factory=list)
+    every: int = 10
+    cache_side: int | None = None  # native resolution: detail statistics must match inference
+    size: int = 128
+    samples_per_epoch: int = 2048
+    eval_repeats: int = 1
+    test_fraction: float = 0.2
+    severity_range: tuple[float, float] = (0.2, 1.0)
+    weights: LossWeights = field(default_factory=LossWeights)
+    train: TrainConfig | None = None
+
+
+def build_model(opts: Stage2Options) -> FusionNet:
+    """A fresh fusion network of ``opts.model`` carrying the stage-1 DAGM."""
+    stage1, _ = load_checkpoint(opts.dagm)
+    cfg = replace(get_config(opts.model), **{k: getattr(stage1.cfg, k) for k in ("encoder", "encoder_size", "clip_model", "lora_rank", "classes")})
+    model = FusionNet(cfg)
+    model.dagm.load_state_dict(stage1.dagm.state_dict())
+    return model
+
+
+def build_datasets(opts: Stage2Options, sources: Sequence[SourcePair], seed: int) -> tuple[DegradedPairs, DegradedPairs, dict]:
+    train, test = split_sources(sources, opts.test_fraction)
+    train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range)
+    test_ds = DegradedPairs(test, opts.size, len(test) * 6 * opts.eval_repeats, seed + 1, opts.severity_range,
+                            balanced=True)
+    summary = {"train_sources": len(train), "test_sources": len(test),
+               "test_names": sorted({s.group for s in test}),
+               "data": [str(p) for p in opts.pairs] + [f"{v}|{i}" for v, i in opts.videos]}
+    return train_ds, test_ds, summary
+
+
+def run_stage2(opts: Stage2Options, resume: bool = False, sources: Sequence[SourcePair] | None = None) -> TrainResult:
+    cfg = opts.train or TrainConfig(run_dir=str(opts.out.with_name(opts.out.stem + "_run")))
+    seed_everything(cfg.seed)
+    model = build_model(opts)
+    sources = sources if sources is not None else load_sources(opts.pairs, opts.videos, opts.every, opts.cache_side)
+    train_ds, test_ds, summary = build_datasets(opts, sources, cfg.seed)
+    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights))
+    log.info("stage 2 (%s): %d train / %d test sources", opts.model, summary["train_sources"], summary["test_sources"])
+    trainer = Trainer(model, Stage2(opts.out, opts.weights, summary), train_ds, test_ds, cfg)
+    try:
+        return trainer.fit(resume)
+    finally:
+        trainer.close()

@@ -1,0 +1,63 @@
+"""Stage-2 loss terms against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rtfuse.model import GateOutput
+from rtfuse_train.losses import (
+    cv_squared,
+    expert_task_mutual_information,
+    gradient_loss,
+    intensity_loss,
+    load_balancing_loss,
+    sobel_magnitude,
+)
+
+
+def test_sobel_of_a_ramp_and_a_constant():
+    ramp = torch.arange(6.0).repeat(5, 1).view(1, 1, 5, 6)
+    g = sobel_magnitude(ramp)
+    assert torch.allclose(g[..., 1:-1, 1:-1], torch.full((3, 4), 8.0))  # Sobel x gain 8 on slope 1
+    assert sobel_magnitude(torch.full((1, 1, 4, 4), 0.3)).abs().max() == 0
+
+
+def test_intensity_loss_targets_the_pixelwise_max():
+    vis = torch.tensor([[[[0.2, 0.8]]]])
+    ir = torch.tensor([[[[0.6, 0.1]]]])
+    assert intensity_loss(torch.tensor([[[[0.6, 0.8]]]]), vis, ir) == 0
+    assert math.isclose(float(intensity_loss(torch.zeros(1, 1, 1, 2), vis, ir)), 0.7, rel_tol=1e-6)
+
+
+def test_gradient_loss_zero_when_fused_has_the_stronger_edges():
+    vis = torch.zeros(1, 1, 6, 6)
+    vis[..., 3:] = 1.0
+    ir = torch.zeros(1, 1, 6, 6)
+    assert gradient_loss(vis, vis, ir) == 0
+    assert gradient_loss(ir, vis, ir) > 0
+
+
+def test_cv_squared_population_variance():
+    x = torch.tensor([1.0, 3.0])
+    assert math.isclose(float(cv_squared(x)), 1.0 / 4.0, rel_tol=1e-6)  # var 1, mean^2 4
+    assert cv_squared(torch.tensor([2.0, 2.0, 2.0])) == 0
+    assert cv_squared(torch.tensor([5.0])) == 0
+
+
+def test_load_balancing_sums_importance_and_load_over_layers():
+    balanced = GateOutput(torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.zeros(2, 2), torch.tensor([1.0, 1.0]))
+    skewed = GateOutput(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.zeros(2, 2), torch.tensor([2.0, 0.0]))
+    assert load_balancing_loss([balanced]) == 0
+    assert math.isclose(float(load_balancing_loss([skewed, balanced])), 2.0, rel_tol=1e-6)  # 1 + 1
+
+
+def test_mutual_information_between_expert_and_task():
+    same = GateOutput(torch.tensor([[0.5, 0.5, 0.0]]), torch.zeros(1, 3))
+    assert abs(float(expert_task_mutual_information([[same], [same]]))) < 1e-6
+    a = GateOutput(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2))
+    b = GateOutput(torch.tensor([[0.0, 1.0]]), torch.zeros(1, 2))
+    assert math.isclose(float(expert_task_mutual_information([[a], [b]])), math.log(2), rel_tol=1e-5)
+    # Only the selected layers count.
+    assert abs(float(expert_task_mutual_information([[a, same], [b, same]], slice(1, None)))) < 1e-6
