@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rtfuse.checkpoint import load_checkpoint
+from rtfuse.engine import BACKENDS, Engine, create_engine, model_sha256, require_tensorrt
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import check_same_size, rgb_to_gray, to_float01
 from rtfuse.model import FusionNet, Plan, create_model
@@ -54,30 +55,85 @@ class Fuser:
     """Fuse registered visible/infrared numpy frames into a uint8 RGB image of the input size.
 
     A clip computes its ``plan`` once (``plan_for``) and passes it to every call; without one,
-    each call plans for itself.
+    each call plans for itself. ``backend`` picks the inference engine (rtfuse.engine): ``eager``
+    runs the model's sparse path; the others run the folded network, one engine per frame size,
+    switched to a new plan by a weight update. ``engine`` is an exported artifact to load
+    (``rtfuse export``); without it aoti/tensorrt build one on first use and cache it.
     """
 
-    def __init__(self, model: FusionNet, *, trained: bool, source: str = "", device: str = "cpu"):
+    def __init__(
+        self,
+        model: FusionNet,
+        *,
+        trained: bool,
+        source: str = "",
+        device: str = "cpu",
+        backend: str = "eager",
+        precision: str | None = None,
+        engine: str | Path | None = None,
+        checkpoint: str | Path | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise RtfuseError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend == "tensorrt":
+            require_tensorrt(device)
+        if backend == "eager" and precision not in (None, "fp32"):
+            raise RtfuseError("the eager backend runs fp32; use --backend compiled or aoti for bf16/fp16")
+        if engine is not None and backend not in ("aoti", "tensorrt"):
+            raise RtfuseError(f"--engine loads aoti/tensorrt artifacts; it does not apply to backend {backend!r}")
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.trained = trained
         self.source = source
+        self.backend, self.precision, self.engine_path, self.checkpoint = backend, precision, engine, checkpoint
+        self._engines: dict[tuple[int, int], Engine] = {}
+        self._model_hash: str | None = None
         self.timings: dict[str, float] = {}
         if not trained:
             log.warning("no trained weights loaded (%s): the model is UNTRAINED and its output is not meaningful", source or "random init")
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Fuser":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **engine_options) -> "Fuser":
         model, meta = load_checkpoint(path)
-        return cls(model, trained=bool(meta.get("trained", True)), source=str(path), device=device)
+        return cls(model, trained=bool(meta.get("trained", True)), source=str(path), device=device, checkpoint=path, **engine_options)
 
     @classmethod
-    def default(cls, device: str = "cpu", model: str = "rt") -> "Fuser":
-        """Packaged trained weights where present, else an untrained model (with a warning)."""
+    def default(cls, device: str = "cpu", model: str = "rt", **engine_options) -> "Fuser":
+        """Packaged trained weights where present, else an untrained model (with a warning).
+
+        The untrained model is seeded so that every process builds the same one: exported
+        engines (checked by weight hash) stay valid across runs.
+        """
         path = default_weights_path()
         if path is not None and model == "rt":
-            return cls.from_checkpoint(path, device)
-        return cls(create_model(model), trained=False, source=f"untrained {model!r}", device=device)
+            return cls.from_checkpoint(path, device, **engine_options)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = create_model(model)
+        return cls(net, trained=False, source=f"untrained {model!r}", device=device, **engine_options)
+
+    @property
+    def model_hash(self) -> str:
+        """What exported engines are checked against: checkpoint file hash, else weight hash."""
+        if self._model_hash is None:
+            self._model_hash = model_sha256(self.model, self.checkpoint)
+        return self._model_hash
+
+    def engine(self, plan: Plan, height: int, width: int) -> Engine:
+        """The engine for this frame size (built on first use), switched to ``plan``."""
+        key = (height, width) if self.backend in ("aoti", "tensorrt") else (0, 0)
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = create_engine(
+                self.backend, self.model, plan, model_hash=self.model_hash, height=height, width=width,
+                device=str(self.device), precision=self.precision, artifact=self.engine_path,
+            )
+            self._engines[key] = engine
+        else:
+            switch = engine.set_plan(plan)
+            if switch:
+                self.timings["plan_switch"] = switch
+        return engine
 
     def _tensors(self, vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         check_same_size(vis, ir)
@@ -99,9 +155,12 @@ class Fuser:
             plan = self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
             timings["plan"] = time.perf_counter() - t1
             t1 = time.perf_counter()
-        fused = self.model(v, i, plan=plan).fused
+        self.timings = timings
+        if self.backend == "eager":
+            fused = self.model(v, i, plan=plan).fused
+        else:
+            fused = self.engine(plan, v.shape[-2], v.shape[-1])(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
         t2 = time.perf_counter()
         out = to_uint8_image(fused)
         timings.update(inference=t2 - t1, postprocess=time.perf_counter() - t2)
-        self.timings = timings
         return out

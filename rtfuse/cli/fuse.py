@@ -14,17 +14,38 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, help="output image (single pair) or folder")
     p.add_argument("--checkpoint", help="model checkpoint (default: the packaged weights)")
     p.add_argument("--resize", action="store_true", help="scale infrared to the visible size when they differ")
+    p.add_argument("--calib", metavar="RIG.toml", help="warp infrared onto the visible frame with a rig calibration")
     p.add_argument("--plan-per-image", action="store_true",
                    help="folders: plan each image on its own (default: one plan per folder, like a clip)")
+    add_engine_arguments(p)
 
 
-def _load_pair(vis_path: Path, ir_path: Path, resize: bool):
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--backend/--precision/--engine/--device, shared by the commands that fuse."""
+    g = p.add_argument_group("engine backend")
+    g.add_argument("--backend", choices=["eager", "compiled", "aoti", "tensorrt"], default="eager",
+                   help="eager (default), compiled (torch.compile), aoti (AOTInductor), tensorrt (NVIDIA GPU)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="compiled backends: bf16 (CPU) or fp16 (GPU)")
+    g.add_argument("--engine", metavar="export/NAME", help="an artifact from `rtfuse export` (aoti/tensorrt)")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    return {"backend": args.backend, "precision": args.precision, "engine": args.engine}
+
+
+def _load_pair(vis_path: Path, ir_path: Path, resize: bool, calib=None):
+    """calib: (Calibration, its warper) or None; the warper's remap maps are built once per run."""
     import cv2
 
     from rtfuse.imageio import check_same_size, read_image
 
     vis = read_image(vis_path)
     ir = read_image(ir_path, gray=True)
+    if calib is not None:
+        cal, warp = calib
+        cal.check_sizes((vis.shape[1], vis.shape[0]), (ir.shape[1], ir.shape[0]))
+        ir = warp(ir)
     if resize and vis.shape[:2] != ir.shape[:2]:
         ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
     check_same_size(vis, ir, what=vis_path.name)
@@ -39,10 +60,19 @@ def run(args: argparse.Namespace) -> int:
     from rtfuse.imageio import pair_folders, write_image
 
     vis_in, ir_in, out = Path(args.vis), Path(args.ir), Path(args.out)
-    fuser = Fuser.from_checkpoint(args.checkpoint) if args.checkpoint else Fuser.default()
+    if args.resize and args.calib:
+        raise RtfuseError("--resize and --calib exclude each other")
+    calib = None
+    if args.calib:
+        from rtfuse.calib import Calibration
+
+        cal = Calibration.load(args.calib)
+        calib = (cal, cal.warper())
+    opts = engine_options(args)
+    fuser = Fuser.from_checkpoint(args.checkpoint, args.device, **opts) if args.checkpoint else Fuser.default(args.device, **opts)
 
     if vis_in.is_file() or ir_in.is_file():
-        vis, ir = _load_pair(vis_in, ir_in, args.resize)
+        vis, ir = _load_pair(vis_in, ir_in, args.resize, calib)
         write_image(out, fuser(vis, ir))
         print(f"wrote {out}")
         return 0
@@ -56,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     plan = None
     for vis_path, ir_path in tqdm(found.pairs, desc="fusing", unit="pair"):
         try:
-            vis, ir = _load_pair(vis_path, ir_path, args.resize)
+            vis, ir = _load_pair(vis_path, ir_path, args.resize, calib)
             if plan is None or args.plan_per_image:
                 plan = fuser.plan_for(vis, ir)
             write_image(out / f"{vis_path.stem}.png", fuser(vis, ir, plan=plan))

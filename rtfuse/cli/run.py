@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse.cli.fuse import add_engine_arguments, engine_options
+
 HELP = "run the fusion pipeline: capture, sync, fuse, publish/record, profile (synthetic scene by default)"
 
 
@@ -43,6 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="recompute the expert plan every S seconds")
     eng.add_argument("--scene-threshold", type=float, default=0.1,
                      help="thumbnail difference that counts as a scene change")
+    add_engine_arguments(parser)
     out = parser.add_argument_group("outputs")
     out.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                      help="ZeroMQ endpoint to bind (default %(default)s)")
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from rtfuse.fuser import Fuser
     from rtfuse.pipeline import Pipeline, PipelineConfig, sigint_stops
     from rtfuse.profiling import summary
 
@@ -81,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries, synthetic_size=args.size, synthetic_seed=args.seed,
         synthetic_degrade=args.degrade, synthetic_ir_bits=args.ir_bits,
     )
-    pipeline = Pipeline(cfg)
+    opts = engine_options(args)
+    fuser = Fuser.from_checkpoint(args.checkpoint, args.device, **opts) if args.checkpoint else Fuser.default(args.device, **opts)
+    pipeline = Pipeline(cfg, fuser=fuser)
     bar = tqdm(total=cfg.frames, unit="frame", desc=f"rtfuse {pipeline.mode}", leave=False)
     lock = threading.Lock()
 
