@@ -68,24 +68,40 @@ def add_lora(visual: nn.Module, rank: int) -> nn.Module:
     return visual
 
 
+def high_frequency_energy(x: torch.Tensor) -> torch.Tensor:
+    """|Laplacian| of the luminance at the input's own resolution, (B,1,H,W).
+
+    Noise and rain live in the finest scales and vanish when a frame is shrunk to the encoder's
+    input size; their energy measured first and then averaged down survives.
+    """
+    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    lap = y[..., 1:-1, 1:-1] * 4 - y[..., :-2, 1:-1] - y[..., 2:, 1:-1] - y[..., 1:-1, :-2] - y[..., 1:-1, 2:]
+    return F.pad(lap.abs(), (1, 1, 1, 1), mode="replicate")
+
+
 class LiteEncoder(nn.Module):
-    """Strided CNN with mean and standard-deviation pooling (brightness and contrast matter)."""
+    """Strided CNN over RGB + high-frequency energy, with mean and standard-deviation pooling.
+
+    GroupNorm, not BatchNorm: visible and infrared frames share the encoder, so batch statistics
+    would mix the two modalities and differ between training and inference.
+    """
 
     def __init__(self, size: int = 128, widths: tuple[int, ...] = (16, 32, 64, 128)):
         super().__init__()
         self.size = size
         layers: list[nn.Module] = []
-        prev = 3
+        prev = 4
         for w in widths:
-            layers += [nn.Conv2d(prev, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(prev, w, 3, stride=2, padding=1), nn.GroupNorm(4, w), nn.ReLU(inplace=True)]
             prev = w
         self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(2 * prev + 6, FEATURE_DIM)
+        self.proj = nn.Linear(2 * prev + 8, FEATURE_DIM)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(self.size, self.size), mode="area")
+        hf = F.interpolate(high_frequency_energy(x) * 4.0, size=(self.size, self.size), mode="area")
+        x = torch.cat((F.interpolate(x, size=(self.size, self.size), mode="area"), hf), 1)
         f = self.features(x)
-        stats = torch.cat((x.mean((2, 3)), x.std((2, 3))), 1)  # global exposure and contrast cues
+        stats = torch.cat((x.mean((2, 3)), x.std((2, 3))), 1)  # global exposure, contrast and detail cues
         return self.proj(torch.cat((f.mean((2, 3)), f.std((2, 3)), stats), 1))
 
 
