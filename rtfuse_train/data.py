@@ -156,22 +156,53 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]))
 
 
-def random_crop(vis: np.ndarray, ir: np.ndarray, size: int, rng: np.random.Generator,
-                scale: tuple[float, float] = (0.35, 1.0), flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """A random crop (side ``scale`` x the short side, aspect 3:4..4:3) of a pair, resized to
-    size x size float32 in [0,1]: vis (3,S,S), ir (1,S,S)."""
+def native_crop(vis: np.ndarray, ir: np.ndarray, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 1.0),
+                flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop (side ``scale`` x the short side, aspect 3:4..4:3) of a pair at the source
+    resolution, as float32 in [0,1]: vis (3,h,w), ir (1,h,w)."""
     h, w = ir.shape
     side = rng.uniform(*scale) * min(h, w)
     aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(4 / 3))))
     ch = int(min(h, max(8, round(side / np.sqrt(aspect)))))
     cw = int(min(w, max(8, round(side * np.sqrt(aspect)))))
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    v = cv2.resize(vis[y : y + ch, x : x + cw], (size, size), interpolation=cv2.INTER_AREA)
-    i = cv2.resize(ir[y : y + ch, x : x + cw], (size, size), interpolation=cv2.INTER_AREA)
+    v, i = vis[y : y + ch, x : x + cw], ir[y : y + ch, x : x + cw]
     if flip and rng.uniform() < 0.5:
         v, i = v[:, ::-1], i[:, ::-1]
     return (np.ascontiguousarray(v.transpose(2, 0, 1), dtype=np.float32) / 255.0,
             np.ascontiguousarray(i[None], dtype=np.float32) / 255.0)
+
+
+def fixed_crop(vis: np.ndarray, ir: np.ndarray, size: int, rng: np.random.Generator,
+               flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop at the source's pixel scale (no resampling), float32 in [0,1]."""
+    h, w = ir.shape
+    if min(h, w) < size:  # a small source is enlarged just enough
+        f = size / min(h, w)
+        w2, h2 = max(size, round(w * f)), max(size, round(h * f))
+        vis = cv2.resize(vis, (w2, h2), interpolation=cv2.INTER_LINEAR)
+        ir = cv2.resize(ir, (w2, h2), interpolation=cv2.INTER_LINEAR)
+        h, w = h2, w2
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    v, i = vis[y : y + size, x : x + size], ir[y : y + size, x : x + size]
+    if flip and rng.uniform() < 0.5:
+        v, i = v[:, ::-1], i[:, ::-1]
+    return (np.ascontiguousarray(v.transpose(2, 0, 1), dtype=np.float32) / 255.0,
+            np.ascontiguousarray(i[None], dtype=np.float32) / 255.0)
+
+
+def resize_chw(img: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
+    """(C,h,w) float -> (C,size,size) with area averaging (what shrinking a frame does)."""
+    arr = img.numpy() if isinstance(img, torch.Tensor) else img
+    out = cv2.resize(np.ascontiguousarray(arr.transpose(1, 2, 0)), (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out.reshape(size, size, -1).transpose(2, 0, 1))
+
+
+def random_crop(vis: np.ndarray, ir: np.ndarray, size: int, rng: np.random.Generator,
+                scale: tuple[float, float] = (0.35, 1.0), flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop of a pair, resized to size x size float32 in [0,1]: vis (3,S,S), ir (1,S,S)."""
+    v, i = native_crop(vis, ir, rng, scale, flip)
+    return resize_chw(v, size), resize_chw(i, size)
 
 
 class PairCrops(Dataset):
@@ -206,11 +237,13 @@ class PairCrops(Dataset):
 
 
 def kinds_by_class() -> dict[str, tuple[str, ...]]:
-    """Degradation kinds whose stage-1 label is each class (``noise`` also covers ``blur``)."""
+    """Degradation kinds sampled for each class. ``blur`` is not one of the six recognised classes
+    (a mild defocus is often invisible at the encoder's scale, which would only add label noise)."""
     out: dict[str, tuple[str, ...]] = {c: () for c in CLASSES}
     out["clean"] = ("clean",)
     for name, d in DEGRADATIONS.items():
-        out[d.label] = (*out[d.label], name)
+        if name != "blur":
+            out[d.label] = (*out[d.label], name)
     return out
 
 
@@ -225,16 +258,25 @@ class DegradedPairs(PairCrops):
 
     def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
                  severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
-                 scale: tuple[float, float] = (0.35, 1.0), flip: bool = True):
+                 scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False):
         super().__init__(sources, size, length, seed, scale, flip)
+        self.native = native  # size x size crops at the source's pixel scale (fusion: detail statistics)
         if not 0.0 < severity[0] <= severity[1] <= 1.0:
             raise RtfuseError(f"severity range must satisfy 0 < low <= high <= 1, got {severity}")
         self.severity, self.balanced = severity, balanced
         self.kinds = kinds_by_class()
 
     def __getitem__(self, index: int) -> dict:
+        """The crop is degraded at its own resolution, then shrunk: fine-scale degradations (noise,
+        rain) keep the appearance they have in full frames that the runtime shrinks."""
         rng = sample_rng(self.seed, self.epoch, index)
-        item = self._crop(index, rng)
+        src = self.sources[index % len(self.sources)]
+        if self.native:
+            native_vis, native_ir = fixed_crop(src.vis, src.ir, self.size, rng, self.flip)
+        else:
+            native_vis, native_ir = native_crop(src.vis, src.ir, rng, self.scale, self.flip)
+        item = {"vis": torch.from_numpy(resize_chw(native_vis, self.size)),
+                "ir": torch.from_numpy(resize_chw(native_ir, self.size)), "source": index % len(self.sources)}
         if self.balanced:
             cls = CLASSES[(index // len(self.sources)) % len(CLASSES)]
         else:
@@ -243,10 +285,11 @@ class DegradedPairs(PairCrops):
         kind = options[int(rng.integers(len(options)))]
         sev = 0.0 if kind == "clean" else float(rng.uniform(*self.severity))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        vis, ir = degrade_batch(item["vis"][None], item["ir"][None], [kind], [sev], gen)
+        vis, ir = degrade_batch(torch.from_numpy(native_vis)[None], torch.from_numpy(native_ir)[None], [kind], [sev], gen)
+        vis, ir = torch.from_numpy(resize_chw(vis[0], self.size)), torch.from_numpy(resize_chw(ir[0], self.size))
         target = class_targets([] if kind == "clean" else [(kind, sev)])
         label = int(np.argmax(target))
-        item.update(clean_vis=item["vis"], clean_ir=item["ir"], vis=vis[0], ir=ir[0], kind=kind,
+        item.update(clean_vis=item["vis"], clean_ir=item["ir"], vis=vis, ir=ir, kind=kind,
                     label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))
         return item
 

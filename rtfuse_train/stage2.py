@@ -146,9 +146,9 @@ def build_model(opts: Stage2Options) -> FusionNet:
 
 def build_datasets(opts: Stage2Options, sources: Sequence[SourcePair], seed: int) -> tuple[DegradedPairs, DegradedPairs, dict]:
     train, test = split_sources(sources, opts.test_fraction)
-    train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range)
+    train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range, native=True)
     test_ds = DegradedPairs(test, opts.size, len(test) * 6 * opts.eval_repeats, seed + 1, opts.severity_range,
-                            balanced=True)
+                            balanced=True, native=True)
     summary = {"train_sources": len(train), "test_sources": len(test),
                "test_names": sorted({s.group for s in test}),
                "data": [str(p) for p in opts.pairs] + [f"{v}|{i}" for v, i in opts.videos]}
