@@ -152,7 +152,7 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 class CsvLog:
-    """Append rows to a CSV whose columns are fixed by the first row written."""
+    """Append rows to a CSV; a row with new columns widens the header (earlier rows leave them empty)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -165,6 +165,14 @@ class CsvLog:
         new = self.fields is None
         if new:
             self.fields = list(row)
+        elif set(row) - set(self.fields):
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.fields += [k for k in row if k not in self.fields]
+            with open(self.path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.fields)
+                w.writeheader()
+                w.writerows(rows)
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             if new:
