@@ -16,7 +16,7 @@ from rtfuse.checkpoint import load_checkpoint
 from rtfuse.degrade import CLASSES
 from rtfuse.errors import RtfuseError
 from rtfuse_train.cli import main as train_main
-from rtfuse_train.data import (DegradedPairs, PairCrops, kinds_by_class, load_pair_folder, load_video_pair,
+from rtfuse_train.data import (DegradedPairs, PairCrops, SourcePair, kinds_by_class, load_pair_folder, load_video_pair,
                                split_fraction, split_sources)
 from rtfuse_train.stage1 import Stage1, Stage1Options, build_model, confusion_matrix, make_trainer, severity_accuracy
 from rtfuse_train.trainer import ShardedSampler, TrainConfig, Trainer, seed_everything
@@ -214,3 +214,32 @@ def test_ddp_two_gloo_processes_match_one_process_on_the_combined_batch(msrs, tm
     # The step must move encoder output, MLP and head by more than the tolerance, or the
     # comparison proves nothing.
     assert {"encoder.proj.bias", "mlp.0.bias", "mlp.2.weight", "classifier.weight"} <= moved, moved
+
+
+def test_native_crops_are_exact_windows_of_the_source():
+    """Stage 2 trains at the source's pixel scale: the clean reference is an unresampled window."""
+    rng = np.random.default_rng(0)
+    vis = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    ir = rng.integers(0, 256, (40, 56), dtype=np.uint8)
+    ds = DegradedPairs([SourcePair("a", "a", vis, ir)], size=32, length=4, seed=1, severity=(0.5, 1.0), native=True)
+    for k in range(4):
+        item = ds[k]
+        clean = (item["clean_ir"][0].numpy() * 255).round().astype(np.uint8)
+        found = any(
+            np.array_equal(clean, window[:, ::flip])
+            for y in range(40 - 32 + 1) for x in range(56 - 32 + 1) for flip in (1, -1)
+            for window in [ir[y : y + 32, x : x + 32]]
+        )
+        assert found and item["vis"].shape == (3, 32, 32)
+
+
+def test_csv_log_widens_its_header_for_new_columns(tmp_path):
+    """Evaluation columns appear only on evaluated epochs; they must not be dropped."""
+    from rtfuse_train.trainer import CsvLog
+
+    log = CsvLog(tmp_path / "e.csv")
+    log.write({"step": 1, "loss": 0.5})
+    log.write({"step": 2, "loss": 0.4, "test_accuracy": 0.9})
+    CsvLog(tmp_path / "e.csv").write({"step": 3, "loss": 0.3})
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    assert [r["test_accuracy"] for r in rows] == ["", "0.9", ""]
