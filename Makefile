@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/rtfuse run --duration 5
+	$(VENV)/bin/rtfuse run --frames 60
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
