@@ -26,12 +26,19 @@ def default_weights_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def _unit_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H,W) or (H,W,C) -> (1,C,H,W) float32 in [0,1]; uint8 is rearranged as bytes, then scaled once."""
+    if img.dtype == np.uint8:
+        t = torch.from_numpy(img)
+        t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+        return t.contiguous().to(torch.float32).mul_(1.0 / 255.0)[None]
+    f = to_float01(img)
+    return torch.from_numpy(np.ascontiguousarray(f[None] if f.ndim == 2 else f.transpose(2, 0, 1)))[None]
+
+
 def _vis_tensor(vis: np.ndarray) -> torch.Tensor:
-    v = to_float01(vis)
-    if v.ndim == 2:
-        return torch.from_numpy(v)[None, None]
-    if v.ndim == 3 and v.shape[2] == 3:
-        return torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1)))[None]
+    if vis.ndim == 2 or (vis.ndim == 3 and vis.shape[2] == 3):
+        return _unit_tensor(vis)
     raise RtfuseError(f"visible image must be (H,W) or (H,W,3), got shape {vis.shape}")
 
 
@@ -40,12 +47,12 @@ def _ir_tensor(ir: np.ndarray) -> torch.Tensor:
         ir = rgb_to_gray(ir) if ir.shape[2] == 3 else ir[..., 0]
     if ir.ndim != 2:
         raise RtfuseError(f"infrared image must be (H,W), got shape {ir.shape}")
-    return torch.from_numpy(to_float01(ir))[None, None]
+    return _unit_tensor(ir)
 
 
 def to_uint8_image(t: torch.Tensor) -> np.ndarray:
-    """(1,C,H,W) float in [0,1] -> (H,W,3) uint8 RGB (gray is replicated)."""
-    img = t[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+    """(1,C,H,W) float in [0,1] -> (H,W,3) uint8 RGB (gray is replicated); rounds half up."""
+    img = t[0].mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
     if img.shape[0] == 1:
         img = img.expand(3, -1, -1)
     return img.permute(1, 2, 0).contiguous().numpy()
