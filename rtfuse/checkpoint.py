@@ -23,8 +23,14 @@ FORMAT = "rtfuse-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | Path, model: FusionNet, metadata: dict[str, Any] | None = None) -> Path:
-    """Write atomically (temp file + rename) so an interrupted save never leaves a truncated file."""
+def save_checkpoint(
+    path: str | Path, model: FusionNet, metadata: dict[str, Any] | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a truncated file.
+
+    ``dtype=torch.float16`` stores floating-point tensors at half size (the packaged weights);
+    loading casts them back to the model's float32.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -37,7 +43,10 @@ def save_checkpoint(path: str | Path, model: FusionNet, metadata: dict[str, Any]
         "format": FORMAT,
         "version": VERSION,
         "config": model.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {
+            k: v.detach().cpu().to(dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu()
+            for k, v in model.state_dict().items()
+        },
         "metadata": meta,
     }
     tmp = path.with_name(path.name + ".tmp")

@@ -114,3 +114,17 @@ def test_fuse_size_mismatch_names_both_sizes_and_flag(tmp_path):
     assert r.returncode == 2 and "30x20" in r.stderr and "16x10" in r.stderr and "--resize" in r.stderr
     assert rtfuse(*args, "--resize").returncode == 0
     assert read_image(tmp_path / "o.png").shape == (20, 30, 3)
+
+
+def test_half_precision_checkpoint_loads_into_float32(tmp_path):
+    torch.manual_seed(1)
+    model = create_model("rt")
+    full = save_checkpoint(tmp_path / "f.pt", model)
+    half = save_checkpoint(tmp_path / "h.pt", model, dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    for k, v in model.state_dict().items():
+        got = loaded.state_dict()[k]
+        assert got.dtype == v.dtype
+        if v.is_floating_point():
+            torch.testing.assert_close(got, v, atol=1e-3, rtol=1e-3)
