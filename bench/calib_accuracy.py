@@ -4,6 +4,12 @@ For each pair the reference is the same-modality ECC fit of ir_warp/NAME to ir/N
 match there); the estimate is rtfuse.calib's fit of ir_warp/NAME to vi/NAME. Corner error is the
 mean distance of the four image corners mapped by both homographies.
 
+That reference assumes MSRS ir/NAME and vi/NAME are registered exactly. To see how far they are
+not, each row also has ``ir_vi_offset_px``, the corner distance of rtfuse.calib's fit of the
+*unwarped* ir/NAME to vi/NAME from the identity, and ``self_consistency_px``, the corner distance
+of the estimate from that fit composed with the reference (what the estimate should be if the
+estimator is consistent, whatever the dataset's own offset).
+
     .venv/bin/python bench/calib_accuracy.py [--data ../shared/data]
 """
 
@@ -43,25 +49,40 @@ def measure(data: Path) -> dict:
         ir_warp = read_image(path, gray=True)
         ref = reference_homography(read_image(root / "ir" / name, gray=True), ir_warp)
         t0 = time.perf_counter()
+        vis = read_image(root / "vi" / name)
+        size = (ir_warp.shape[1], ir_warp.shape[0])
         try:
-            res = calib.register_pair(read_image(root / "vi" / name), ir_warp)
+            res = calib.register_pair(vis, ir_warp)
+            seconds = time.perf_counter() - t0
+            ir_vi = calib.register_pair(vis, read_image(root / "ir" / name, gray=True)).homography
             row = {
                 "name": name,
-                "corner_error_px": round(calib.corner_error(res.homography, ref, (ir_warp.shape[1], ir_warp.shape[0])), 3),
+                "corner_error_px": round(calib.corner_error(res.homography, ref, size), 3),
+                "ir_vi_offset_px": round(calib.corner_error(ir_vi, np.eye(3), size), 3),
+                "self_consistency_px": round(calib.corner_error(res.homography, ir_vi @ ref, size), 3),
                 "edge_correlation": round(res.correlation, 4),
                 "peak_contrast": round(res.contrast, 4),
                 "accepted": res.correlation >= calib.MIN_EDGE_CORRELATION and res.contrast >= calib.MIN_PEAK_CONTRAST,
             }
         except RtfuseError as exc:
+            seconds = time.perf_counter() - t0
             row = {"name": name, "corner_error_px": None, "error": str(exc), "accepted": False}
-        row["seconds"] = round(time.perf_counter() - t0, 3)
+        row["seconds"] = round(seconds, 3)
         rows.append(row)
     errs = [r["corner_error_px"] for r in rows if r["corner_error_px"] is not None]
     accepted = [r["corner_error_px"] for r in rows if r["accepted"]]
+
+    def stat(key: str, fn) -> float:
+        return round(float(fn([r[key] for r in rows if r.get(key) is not None])), 3)
+
     return {
         "pairs": rows,
         "median_corner_error_px": round(float(np.median(errs)), 3),
         "mean_corner_error_px": round(float(np.mean(errs)), 3),
+        "median_ir_vi_offset_px": stat("ir_vi_offset_px", np.median),
+        "median_self_consistency_px": stat("self_consistency_px", np.median),
+        "mean_self_consistency_px": stat("self_consistency_px", np.mean),
+        "median_seconds_per_pair": stat("seconds", np.median),
         "accepted": len(accepted),
         "median_corner_error_accepted_px": round(float(np.median(accepted)), 3) if accepted else None,
         "acceptance": {"median_max_px": 1.5, "mean_max_px": 3.0},

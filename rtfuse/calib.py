@@ -2,12 +2,15 @@
 
 Two lenses side by side see the scene through (approximately) a homography. Infrared and
 visible intensities are unrelated (hot is bright, a white wall may be cold), so registration
-aligns *structure*: saturated gradient-magnitude maps, which are polarity-free and do not care
-which modality is brighter. The estimate is coarse to fine: a global search over rotation and
-scale with phase correlation for the shift (robust to large offsets, no features needed), then
-enhanced-correlation (ECC) refinement on an image pyramid, affine first and homography last.
-Several pairs of a static rig are combined by consensus of their corner positions, and every
-estimate is scored, so a textureless or unrelated pair raises instead of returning a wrong warp.
+aligns *structure*: Normalized Gradient Fields (NGF), the mean squared cosine of the angle
+between the two images' gradient directions. Squaring makes it polarity-free, and normalising
+the gradients (with an edge-noise floor) makes it ignore how strong an edge is in either
+modality. The estimate is coarse to fine: a global search at 1/4 resolution over rotation and
+scale with the NGF score of every shift at once (FFT), then the 8 homography parameters are
+optimised directly on an image pyramid (differentiable warping, autograd, Adam), affine at the
+coarsest level and with the perspective terms free above it. Several pairs of a static rig are
+combined by consensus of their corner positions, and every estimate is scored by an independent
+edge-map correlation, so a textureless or unrelated pair raises instead of returning a wrong warp.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import IMAGE_SUFFIXES, pair_folders, read_image, rgb_to_gray, to_float01
@@ -42,15 +47,21 @@ CONSENSUS_TOLERANCE_PX = 8.0
 MIN_STRUCTURE_FRACTION = 0.01
 MIN_EDGE_STEP = 8 / 255  # an edge is a step of at least 8 grey levels (of 255) at half resolution
 
-_COARSE = 0.25
-_ROTATIONS_DEG = tuple(range(-14, 15, 2))
-_SCALES = (0.9, 1.0, 1.1, 1.2)
-_LEVELS: tuple[tuple[float, int, float], ...] = (
-    (0.25, cv2.MOTION_AFFINE, 1.0),
-    (0.5, cv2.MOTION_HOMOGRAPHY, 1.0),
-    (1.0, cv2.MOTION_HOMOGRAPHY, 1.5),
+_COARSE = 0.25  # resolution of the global search and of the acceptance scores
+_ROTATIONS_DEG = tuple(range(-12, 13, 3))
+_SCALES = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
+_MAX_SHIFT = 0.25  # global search: largest shift, as a fraction of the visible size
+_MIN_OVERLAP = 0.5  # global search: shifts that overlap less of the visible frame are not scored
+_CANDIDATES = 3  # best global-search peaks refined at the coarsest level; the best one goes on
+_DISTINCT_PX = 8.0  # peaks closer than this (mean corner distance, full resolution) are one peak
+# Pyramid: (scale, Gaussian sigma in level pixels, Adam steps, perspective terms free). Ending at
+# half resolution: on MSRS the full-resolution level cost 3x the time and did not help (noise).
+_LEVELS: tuple[tuple[float, float, int, bool], ...] = (
+    (0.25, 1.0, 60, False),
+    (0.5, 1.0, 80, True),
 )
-_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+# Pixels this close to the overlap border are not scored: their gradients see the zero padding.
+_BORDER = 0.98
 
 
 @dataclass(frozen=True)
@@ -237,7 +248,7 @@ class PairResult:
 
 
 def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
-    """Register one pair: global search, then ECC coarse to fine on edge maps."""
+    """Register one pair: global NGF search, then NGF optimisation of the homography, coarse to fine."""
     v = _gray(vis)
     g = _gray(ir)
     for name, img in (("visible", v), ("infrared", g)):
@@ -246,20 +257,24 @@ def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
             raise RtfuseError(
                 f"{name} image has almost no structure ({100 * frac:.2f}% edge pixels; residual 1.000)"
             )
-    hom = _global_search(_structure(_resize(v, _COARSE), 1.0), _structure(_resize(g, _COARSE), 1.0))
-    hom = _unscale(hom, _COARSE)
-    correlation = 0.0
-    for f, motion, sigma in _LEVELS:
-        vs, gs = _structure(_resize(v, f), sigma), _structure(_resize(g, f), sigma)
-        try:
-            scaled, correlation = _ecc(vs, gs, _scale(hom, f), motion)
-        except cv2.error as exc:
-            log.info("ECC did not converge at scale %.2f (%s); keeping the coarser estimate", f, exc.err)
-            continue
-        hom = _unscale(scaled, f)
+    vis_valid, ir_valid = _valid(v), _valid(g)
+    vis_px, ir_px = (v.shape[1], v.shape[0]), (g.shape[1], g.shape[0])
+    scale0, sigma0, steps0, free0 = _LEVELS[0]
+    first = _Level.build(v, g, vis_valid, ir_valid, scale0, sigma0)
+    best: tuple[float, torch.Tensor] | None = None
+    for hom in _global_search(first):
+        params = _optimise(first, _to_params(hom, vis_px, ir_px), steps0, free0)
+        score = _ngf_score(params, first).item()
+        if best is None or score > best[0]:
+            best = (score, params)
+    assert best is not None
+    params = best[1]
+    for scale, sigma, steps, free in _LEVELS[1:]:
+        params = _optimise(_Level.build(v, g, vis_valid, ir_valid, scale, sigma), params, steps, free)
+    hom = _from_params(params, vis_px, ir_px)
     vs, gs = _structure(_resize(v, _COARSE), 1.0), _structure(_resize(g, _COARSE), 1.0)
-    contrast = _peak_contrast(vs, gs, _scale(hom, _COARSE))
-    return PairResult(homography=hom / hom[2, 2], correlation=float(correlation), contrast=contrast)
+    correlation, contrast = _peak_contrast(vs, gs, _scale(hom, _COARSE))
+    return PairResult(homography=hom, correlation=correlation, contrast=contrast)
 
 
 def load_pairs(vis: str | Path, ir: str | Path, frames: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -377,35 +392,182 @@ def _unscale(hom: np.ndarray, f: float) -> np.ndarray:
     return _scale(hom, 1.0 / f)
 
 
-def _global_search(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """Best similarity transform over a rotation/scale grid; phase correlation gives the shift."""
-    h, w = vis.shape
-    size_fit = np.diag([w / ir.shape[1], h / ir.shape[0], 1.0])
-    window = cv2.createHanningWindow((w, h), cv2.CV_64F)
-    best: tuple[float, np.ndarray] | None = None
+def _valid(img: np.ndarray) -> np.ndarray:
+    """Pixels that show the scene: not the black fill of an already-warped or letterboxed frame.
+
+    That fill is exact zeros connected to the frame border; its edge is a strong, fake structure.
+    """
+    zero = (img <= 0).astype(np.uint8)
+    _, labels = cv2.connectedComponents(zero)
+    rim = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    fill = np.isin(labels, rim[rim > 0])
+    return cv2.dilate(fill.astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
+
+
+def _normalizer(size: Size) -> np.ndarray:
+    """Pixel (x, y, 1) -> normalised coordinates of F.grid_sample (align_corners=False), -1..1."""
+    w, h = size
+    return np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1.0]])
+
+
+def _to_params(hom: np.ndarray, vis_size: Size, ir_size: Size) -> torch.Tensor:
+    """IR->visible pixel homography -> 8 offsets from identity of the visible->IR normalised map.
+
+    Normalised coordinates make all 8 parameters move the image by comparable amounts, and keep
+    them valid on every pyramid level.
+    """
+    m = _normalizer(ir_size) @ np.linalg.inv(hom) @ np.linalg.inv(_normalizer(vis_size))
+    m = m / m[2, 2]
+    return torch.tensor((m - np.eye(3)).ravel()[:8], dtype=torch.float64)
+
+
+def _from_params(params: torch.Tensor, vis_size: Size, ir_size: Size) -> np.ndarray:
+    m = np.append(params.detach().numpy(), 0.0).reshape(3, 3) + np.eye(3)
+    hom = np.linalg.inv(np.linalg.inv(_normalizer(ir_size)) @ m @ _normalizer(vis_size))
+    return hom / hom[2, 2]
+
+
+def _gradients(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences; the outermost rows and columns stay zero."""
+    gx = torch.zeros_like(img)
+    gy = torch.zeros_like(img)
+    gx[:, 1:-1] = (img[:, 2:] - img[:, :-2]) / 2
+    gy[1:-1] = (img[2:] - img[:-2]) / 2
+    return gx, gy
+
+
+def _edge_noise(gx: torch.Tensor, gy: torch.Tensor) -> float:
+    """NGF's eps: the median gradient magnitude, so weaker gradients (noise) count less."""
+    return float(torch.sqrt(gx * gx + gy * gy).median()) + 1e-3
+
+
+def _orientation(gx: torch.Tensor, gy: torch.Tensor, eps: float) -> torch.Tensor:
+    """(2, h, w) doubled-angle field of the NGF unit gradients: (nx^2 - ny^2, 2 nx ny).
+
+    cos^2 of the angle between two gradients is (1 + cos of the doubled angle) / 2, so the dot
+    product of two such fields is the polarity-free part of NGF that carries the alignment; it
+    averages to zero for unrelated images (plain NGF does not: its level depends on the texture
+    in the overlap, which lets a small, busy overlap win).
+    """
+    norm2 = gx * gx + gy * gy + eps * eps
+    return torch.stack([(gx * gx - gy * gy) / norm2, 2 * gx * gy / norm2])
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One pyramid level: the visible gradient field is fixed, the infrared image is warped."""
+
+    vis_field: torch.Tensor  # (2, h, w) orientation field
+    vis_valid: torch.Tensor
+    ir: torch.Tensor  # (1, 2, h, w): the image and its validity mask, warped together
+    ir_eps: float
+    grid: torch.Tensor  # (h, w, 3) homogeneous normalised coordinates of the visible pixels
+
+    @classmethod
+    def build(cls, vis: np.ndarray, ir: np.ndarray, vis_valid: np.ndarray, ir_valid: np.ndarray,
+              scale: float, sigma: float) -> _Level:
+        v, g = _standardise(_resize(vis, scale), sigma), _standardise(_resize(ir, scale), sigma)
+        vx, vy = _gradients(v)
+        h, w = v.shape
+        ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h * 2 - 1
+        xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w * 2 - 1
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        return cls(
+            vis_field=_orientation(vx, vy, _edge_noise(vx, vy)), vis_valid=_mask_at(vis_valid, scale),
+            ir=torch.stack([g, _mask_at(ir_valid, scale)])[None],
+            ir_eps=_edge_noise(*_gradients(g)), grid=torch.stack([xx, yy, torch.ones_like(xx)], dim=-1),
+        )
+
+
+def _standardise(img: np.ndarray, sigma: float) -> torch.Tensor:
+    b = cv2.GaussianBlur(img, (0, 0), sigma)
+    return torch.from_numpy(((b - b.mean()) / (b.std() + 1e-6)).astype(np.float32))
+
+
+def _mask_at(valid: np.ndarray, scale: float) -> torch.Tensor:
+    m = _resize(valid.astype(np.float32), scale)
+    return torch.from_numpy((m > 0.999).astype(np.float32))
+
+
+def _ngf_score(params: torch.Tensor, level: _Level) -> torch.Tensor:
+    """Normalised correlation of the two orientation fields over the valid overlap (-1..1)."""
+    m = torch.cat([params + torch.eye(3, dtype=params.dtype).ravel()[:8], params.new_ones(1)]).reshape(3, 3)
+    q = level.grid @ m.T.float()
+    xy = (q[..., :2] / q[..., 2:])[None]
+    moved, valid = F.grid_sample(level.ir, xy, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    weight = (valid > 0.999) & (xy[0].abs() < _BORDER).all(dim=-1) & (level.vis_valid > 0)
+    ir_field = _orientation(*_gradients(moved), level.ir_eps) * weight
+    vis_field = level.vis_field * weight
+    den = torch.sqrt((vis_field * vis_field).sum() * (ir_field * ir_field).sum()) + 1e-9
+    return (vis_field * ir_field).sum() / den
+
+
+def _optimise(level: _Level, params: torch.Tensor, steps: int, perspective: bool) -> torch.Tensor:
+    """Adam on the NGF score; the step starts at about one level pixel and anneals to zero."""
+    free = torch.ones(8, dtype=params.dtype)
+    if not perspective:
+        free[6:] = 0.0
+    start = params.detach().clone()
+    delta = torch.zeros(8, dtype=params.dtype, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=2.0 / level.grid.shape[1])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        (-_ngf_score(start + delta * free, level)).backward()
+        opt.step()
+        schedule.step()
+    return (start + delta * free).detach()
+
+
+def _orientation_np(img: np.ndarray) -> np.ndarray:
+    gx, gy = _gradients(torch.from_numpy(img))
+    return _orientation(gx, gy, _edge_noise(gx, gy)).numpy()
+
+
+def _global_search(level: _Level) -> list[np.ndarray]:
+    """Best similarity transforms over a rotation/scale grid, every shift scored at once by FFT.
+
+    Returns up to _CANDIDATES distinct IR->visible pixel homographies at full resolution.
+    """
+    vis_valid = level.vis_valid.numpy()
+    vis = level.vis_field.numpy() * vis_valid
+    ir, ir_valid = level.ir[0].numpy()
+    h, w = vis_valid.shape
+    fit = np.diag([w / ir.shape[1], h / ir.shape[0], 1.0])
+    shape = (2 * h, 2 * w)
+    f_vis = np.fft.rfft2(vis, shape)
+    f_vis_valid = np.fft.rfft2(vis_valid, shape)
+    f_vis_energy = np.fft.rfft2((vis * vis).sum(axis=0), shape)
+    dy = np.fft.fftfreq(shape[0], 1 / shape[0]).round().astype(int)[:, None]
+    dx = np.fft.fftfreq(shape[1], 1 / shape[1]).round().astype(int)[None, :]
+    in_range = (np.abs(dx) <= _MAX_SHIFT * w) & (np.abs(dy) <= _MAX_SHIFT * h)
+    peaks: list[tuple[float, np.ndarray]] = []
     for scale in _SCALES:
         for rot in _ROTATIONS_DEG:
-            a = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), rot, scale), [0, 0, 1]]) @ size_fit
-            moved = cv2.warpPerspective(ir, a, (w, h)).astype(np.float64)
-            # OpenCV 5.0 phaseCorrelate windows its inputs in place: always pass fresh arrays.
-            (dx, dy), response = cv2.phaseCorrelate(moved, vis.astype(np.float64), window)
-            if best is None or response > best[0]:
-                best = (response, np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ a)
-    assert best is not None
-    return best[1]
-
-
-def _ecc(vis: np.ndarray, ir: np.ndarray, hom: np.ndarray, motion: int) -> tuple[np.ndarray, float]:
-    """One ECC refinement; OpenCV's warp maps template (visible) to input (infrared) pixels."""
-    warp = np.linalg.inv(hom)
-    warp = (warp / warp[2, 2]).astype(np.float32)
-    if motion == cv2.MOTION_AFFINE:
-        warp = warp[:2].copy()
-    cc, warp = cv2.findTransformECC(vis, ir, warp, motion, _ECC_CRITERIA, None, 5)
-    if warp.shape[0] == 2:
-        warp = np.vstack([warp, [0, 0, 1]])
-    out = np.linalg.inv(warp.astype(np.float64))
-    return out / out[2, 2], float(cc)
+            a = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), rot, scale), [0, 0, 1]]) @ fit
+            moved = cv2.warpPerspective(ir, a, (w, h), flags=cv2.INTER_LINEAR)
+            moved_valid = cv2.warpPerspective(ir_valid, a, (w, h), flags=cv2.INTER_LINEAR) > 0.999
+            moved_valid = cv2.erode(moved_valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float64)
+            field = _orientation_np(moved) * moved_valid
+            f_ir_valid = np.conj(np.fft.rfft2(moved_valid, shape))
+            total = np.fft.irfft2((f_vis * np.conj(np.fft.rfft2(field, shape))).sum(axis=0), shape)
+            overlap = np.fft.irfft2(f_vis_valid * f_ir_valid, shape)
+            vis_energy = np.fft.irfft2(f_vis_energy * f_ir_valid, shape)
+            ir_energy = np.fft.irfft2(f_vis_valid * np.conj(np.fft.rfft2((field * field).sum(axis=0), shape)), shape)
+            ok = in_range & (overlap > _MIN_OVERLAP * vis_valid.sum())
+            score = np.where(ok, total / np.sqrt(np.maximum(vis_energy * ir_energy, 1e-9)), -1.0)
+            ky, kx = np.unravel_index(int(np.argmax(score)), score.shape)
+            shift = np.array([[1, 0, dx[0, kx]], [0, 1, dy[ky, 0]], [0, 0, 1.0]])
+            peaks.append((float(score[ky, kx]), _unscale(shift @ a, _COARSE)))
+    peaks.sort(key=lambda p: -p[0])
+    chosen: list[np.ndarray] = []
+    size = (round(w / _COARSE), round(h / _COARSE))
+    for _, hom in peaks:
+        if all(corner_error(hom, c, size) > _DISTINCT_PX for c in chosen):
+            chosen.append(hom)
+        if len(chosen) == _CANDIDATES:
+            break
+    return chosen
 
 
 def _zncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -415,19 +577,22 @@ def _zncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
-def _peak_contrast(vis: np.ndarray, ir: np.ndarray, hom: np.ndarray, shift: float = 2.0) -> float:
-    """Correlation at the estimate minus the best of eight shifted estimates (coarse pixels)."""
+def _peak_contrast(vis: np.ndarray, ir: np.ndarray, hom: np.ndarray, shift: float = 2.0) -> tuple[float, float]:
+    """Edge-map correlation at the estimate, and how much it beats the best of eight shifted ones.
+
+    Independent of the NGF objective the estimate maximised, so it can refuse that estimate.
+    """
     h, w = vis.shape
     mask = cv2.warpPerspective(np.ones_like(ir), hom, (w, h)) > 0.999
     mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if mask.sum() < 100:
-        return 0.0
+        return 0.0, 0.0
     at = _zncc(vis, cv2.warpPerspective(ir, hom, (w, h)), mask)
     around = []
     for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)):
         t = np.array([[1, 0, dx * shift], [0, 1, dy * shift], [0, 0, 1.0]])
         around.append(_zncc(vis, cv2.warpPerspective(ir, t @ hom, (w, h)), mask))
-    return at - max(around)
+    return at, at - max(around)
 
 
 def _consensus(homs: list[np.ndarray], ir_size: Size) -> tuple[np.ndarray, list[int], float]:

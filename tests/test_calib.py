@@ -43,7 +43,11 @@ def msrs_results(shared_data: Path) -> list[tuple[str, float, bool]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 6 accuracy not reached yet: measured median 9.7 px, mean 41.8 px (bench/calib_accuracy.py)",
+    reason=(
+        "issue 6 accuracy not reached: median 6.8 px, mean 9.3 px (bench/calib_accuracy.py). Bounded by "
+        "the reference: MSRS ir/vi are themselves offset (median 6.3 px) and same-modality NGF differs "
+        "from the ECC reference by median 2.1 px (non-rigid part); see /tmp/readme/calib.md"
+    ),
 )
 def test_msrs_ir_warp_accuracy(msrs_results):
     errors = [e for _, e, _ in msrs_results]
@@ -55,6 +59,17 @@ def test_msrs_wrong_warps_are_refused(msrs_results):
     accepted = [(n, e) for n, e, ok in msrs_results if ok]
     assert len(accepted) >= 8
     assert all(e < GROSS_ERROR_PX for _, e in accepted), accepted
+
+
+def test_exact_homography_same_modality_is_sub_pixel(shared_data: Path):
+    """With nothing but a homography between the images the estimator itself must be precise."""
+    ir = read_image(shared_data / "msrs" / "ir" / "00081D.png", gray=True)
+    h, w = ir.shape
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = src + np.float32([[-18, 12], [22, -9], [15, 20], [-11, -16]])
+    moved = cv2.getPerspectiveTransform(src, dst)
+    res = calib.register_pair(ir, cv2.warpPerspective(ir, moved, (w, h)))
+    assert calib.corner_error(res.homography, np.linalg.inv(moved), (w, h)) < 0.5
 
 
 def test_synthetic_homographies_on_tno(shared_data: Path):
