@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse.cli._args import frame_size
+
 HELP = "benchmark the inference backends side by side at several frame sizes"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WxH, e.g. 640x480") from None
-    return w, h
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", action="append", choices=["eager", "compiled", "aoti", "tensorrt"],
                    help="backend to include (repeatable; default: compiled, aoti and tensorrt where available)."
                         " Eager dense and eager sparse are always timed as the baselines")
-    p.add_argument("--size", action="append", type=_size, metavar="WxH",
+    p.add_argument("--size", action="append", type=frame_size, metavar="WxH",
                    help="frame size (repeatable; default 320x256, 640x480, 1280x1024)")
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"],
                    help="precision of the compiled backends (repeatable; default fp32)")

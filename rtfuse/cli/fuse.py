@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtfuse.cli._args import add_engine_arguments, engine_options
+
 HELP = "fuse an IR/visible image pair, or two folders of pairs matched by name"
 
 
@@ -18,20 +20,6 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan-per-image", action="store_true",
                    help="folders: plan each image on its own (default: one plan per folder, like a clip)")
     add_engine_arguments(p)
-
-
-def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """--backend/--precision/--engine/--device, shared by the commands that fuse."""
-    g = p.add_argument_group("engine backend")
-    g.add_argument("--backend", choices=["eager", "compiled", "aoti", "tensorrt"], default="eager",
-                   help="eager (default), compiled (torch.compile), aoti (AOTInductor), tensorrt (NVIDIA GPU)")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="compiled backends: bf16 (CPU) or fp16 (GPU)")
-    g.add_argument("--engine", metavar="export/NAME", help="an artifact from `rtfuse export` (aoti/tensorrt)")
-    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-
-
-def engine_options(args: argparse.Namespace) -> dict:
-    return {"backend": args.backend, "precision": args.precision, "engine": args.engine}
 
 
 def _load_pair(vis_path: Path, ir_path: Path, resize: bool, calib=None):
@@ -68,20 +56,20 @@ def run(args: argparse.Namespace) -> int:
 
         cal = Calibration.load(args.calib)
         calib = (cal, cal.warper())
+    single = vis_in.is_file() and ir_in.is_file()
+    if not single and not (vis_in.is_dir() and ir_in.is_dir()):
+        raise RtfuseError(f"--vis {vis_in} and --ir {ir_in} must both be existing files or both be folders")
+    found = None if single else pair_folders(vis_in, ir_in)
+    if found is not None and not found.pairs:
+        raise RtfuseError(f"no pairs with matching names in {vis_in} and {ir_in}")
     opts = engine_options(args)
     fuser = Fuser.from_checkpoint(args.checkpoint, args.device, **opts) if args.checkpoint else Fuser.default(args.device, **opts)
 
-    if vis_in.is_file() or ir_in.is_file():
+    if single:
         vis, ir = _load_pair(vis_in, ir_in, args.resize, calib)
         write_image(out, fuser(vis, ir))
         print(f"wrote {out}")
         return 0
-
-    if not (vis_in.is_dir() and ir_in.is_dir()):
-        raise RtfuseError(f"--vis {vis_in} and --ir {ir_in} must both be files or both be folders")
-    found = pair_folders(vis_in, ir_in)
-    if not found.pairs:
-        raise RtfuseError(f"no pairs with matching names in {vis_in} and {ir_in}")
     failed: list[tuple[str, str]] = []
     plan = None
     for vis_path, ir_path in tqdm(found.pairs, desc="fusing", unit="pair"):

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rtfuse.cli.fuse import add_engine_arguments, engine_options
+from rtfuse.cli._args import add_engine_arguments, engine_options, frame_size
 
 HELP = "run the fusion pipeline: capture, sync, fuse, publish/record, profile (synthetic scene by default)"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WxH, e.g. 640x480") from None
-    return w, h
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--retries", type=int, default=5,
                      help="reopen a failing source this many times (backoff) before giving up")
     syn = parser.add_argument_group("synthetic source")
-    syn.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
+    syn.add_argument("--size", type=frame_size, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--degrade", metavar="SPEC", help="degradations, e.g. haze:0.6,low_light:0.3")
     syn.add_argument("--ir-bits", type=int, choices=[8, 16], default=8, help="16: radiometric-style infrared")

@@ -1,0 +1,28 @@
+"""Argument helpers shared by several subcommands (not a subcommand itself: leading underscore)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """Parse WxH (e.g. 640x480) into (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WxH, e.g. 640x480") from None
+    return w, h
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--backend/--precision/--engine/--device, shared by the commands that fuse."""
+    g = p.add_argument_group("engine backend")
+    g.add_argument("--backend", choices=["eager", "compiled", "aoti", "tensorrt"], default="eager",
+                   help="eager (default), compiled (torch.compile), aoti (AOTInductor), tensorrt (NVIDIA GPU)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="compiled backends: bf16 (CPU) or fp16 (GPU)")
+    g.add_argument("--engine", metavar="export/NAME", help="an artifact from `rtfuse export` (aoti/tensorrt)")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    return {"backend": args.backend, "precision": args.precision, "engine": args.engine}
