@@ -19,28 +19,43 @@ from rtfuse.errors import RtfuseError
 log = logging.getLogger("rtfuse")
 
 
-def _subcommands() -> dict[str, ModuleType]:
+def discover(path: list[str], package: str) -> dict[str, ModuleType]:
+    """Subcommand modules of a package, by name (modules starting with '_' are helpers)."""
     found: dict[str, ModuleType] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{package}.{info.name}")
         found[getattr(module, "NAME", info.name)] = module
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rtfuse", description="Real-time infrared + visible video fusion."
-    )
+def command_parser(prog: str, description: str, commands: dict[str, ModuleType], metavar: str = "COMMAND") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar=metavar)
     sub.required = True
-    for name, module in _subcommands().items():
+    for name, module in commands.items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run the chosen subcommand; user-facing errors become one line and exit status 2."""
+    try:
+        return int(args._run(args) or 0)
+    except RtfuseError as exc:
+        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return command_parser("rtfuse", "Real-time infrared + visible video fusion.", discover(__path__, __name__))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,14 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     fmt = "%(asctime)s %(name)s %(levelname)s: %(message)s" if args.verbose else "rtfuse: %(levelname)s: %(message)s"
     logging.basicConfig(level=level, format=fmt)
-    try:
-        return int(args._run(args) or 0)
-    except RtfuseError as exc:
-        print(f"rtfuse {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rtfuse {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(args, "rtfuse")
 
 
 if __name__ == "__main__":
