@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtfuse_train.cli._sources import add_source_arguments
+
 HELP = "stage 2: train the fusion network (PKDM + DGME U-Net) on degraded pairs with clean references"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--pairs", type=Path, action="append", default=[], metavar="DIR",
-                      help="registered pair folder with vi/ and ir/ (repeatable)")
-    data.add_argument("--video", type=Path, nargs=2, action="append", default=[], metavar=("VIS", "IR"),
-                      help="registered visible and infrared video files (repeatable)")
-    data.add_argument("--every", type=int, default=10, help="take every Nth video frame (default 10)")
+    add_source_arguments(data)
     data.add_argument("--size", type=int, default=128, help="crop side (a multiple of 16; default 128)")
     data.add_argument("--samples-per-epoch", type=int, default=2048)
     data.add_argument("--test-fraction", type=float, default=0.2, help="share of source groups held out")
