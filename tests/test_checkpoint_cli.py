@@ -13,7 +13,7 @@ import torch
 
 from rtfuse.checkpoint import load_checkpoint, save_checkpoint
 from rtfuse.errors import RtfuseError
-from rtfuse.fuser import Fuser
+from rtfuse.fuser import Fuser, default_weights_path
 from rtfuse.imageio import read_image, write_image
 from rtfuse.model import create_model
 
@@ -85,7 +85,20 @@ def test_fuse_real_tno_pair(shared_data, tmp_path):
     assert r.returncode == 0, r.stderr
     fused, vis = read_image(out), read_image(tno / "vi" / "05.png")
     assert fused.shape == vis.shape and fused.dtype == np.uint8
-    assert "UNTRAINED" in r.stderr or "untrained" in r.stderr.lower()
+    assert default_weights_path() is not None, "the package ships trained default weights"
+    assert "UNTRAINED" not in r.stderr
+
+
+def test_untrained_model_says_so(caplog):
+    Fuser(create_model("rt"), trained=False, source="test")
+    assert "UNTRAINED" in caplog.text
+
+
+def test_packaged_weights_are_trained_and_small():
+    path = default_weights_path()
+    assert path is not None and path.stat().st_size <= 5 * 1024 * 1024
+    model, meta = load_checkpoint(path)
+    assert meta["trained"] and meta["stage"] == 2 and model.cfg.name == "rt"
 
 
 def test_fuse_folders_reports_bad_and_missing(shared_data, tmp_path):
