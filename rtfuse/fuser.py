@@ -36,7 +36,20 @@ def _unit_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(f[None] if f.ndim == 2 else f.transpose(2, 0, 1)))[None]
 
 
+def is_gray_rgb(img: np.ndarray) -> bool:
+    """RGB whose three channels are identical: grey stored as colour (TNO and other sets do this)."""
+    if img.ndim != 3 or img.shape[2] != 3:
+        return False
+    sample = img[::16, ::16]  # cheap rejection of real colour frames before the full check
+    if not (np.array_equal(sample[..., 0], sample[..., 1]) and np.array_equal(sample[..., 1], sample[..., 2])):
+        return False
+    return np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
+
+
 def _vis_tensor(vis: np.ndarray) -> torch.Tensor:
+    """Grey stored as RGB takes the grey path, so enhancement cannot tint it."""
+    if is_gray_rgb(vis):
+        return _unit_tensor(np.ascontiguousarray(vis[..., 0]))
     if vis.ndim == 2 or (vis.ndim == 3 and vis.shape[2] == 3):
         return _unit_tensor(vis)
     raise RtfuseError(f"visible image must be (H,W) or (H,W,3), got shape {vis.shape}")

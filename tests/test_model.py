@@ -170,3 +170,15 @@ def test_lora_trains_adapters_only():
     dagm.eval()
     with torch.no_grad():
         assert torch.equal(dagm(vis, ir).logits, dagm(vis, ir).logits)
+
+
+def test_gray_stored_as_rgb_stays_gray(fuser):
+    rng = np.random.default_rng(8)
+    gray = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    vis = np.repeat(gray[..., None], 3, axis=2)
+    out = fuser(vis, rng.integers(0, 256, (40, 48), dtype=np.uint8))
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    colour = vis.copy()
+    colour[5, 7, 0] ^= 1  # one differing pixel off the sampling grid: still colour
+    from rtfuse.fuser import is_gray_rgb
+    assert is_gray_rgb(vis) and not is_gray_rgb(colour)
