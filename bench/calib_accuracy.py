@@ -30,24 +30,13 @@ from rtfuse.imageio import list_images, read_image
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def reference_homography(ir: np.ndarray, ir_warp: np.ndarray) -> np.ndarray:
-    """ir_warp -> ir by intensity ECC: the ground truth up to the warp's small non-rigid part."""
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
-    _, warp = cv2.findTransformECC(
-        ir.astype(np.float32), ir_warp.astype(np.float32), np.eye(3, dtype=np.float32),
-        cv2.MOTION_HOMOGRAPHY, criteria, None, 5,
-    )
-    hom = np.linalg.inv(warp.astype(np.float64))
-    return hom / hom[2, 2]
-
-
 def measure(data: Path) -> dict:
     root = data / "msrs"
     rows = []
     for path in list_images(root / "ir_warp"):
         name = path.name
         ir_warp = read_image(path, gray=True)
-        ref = reference_homography(read_image(root / "ir" / name, gray=True), ir_warp)
+        ref = calib.intensity_homography(read_image(root / "ir" / name, gray=True), ir_warp)
         t0 = time.perf_counter()
         vis = read_image(root / "vi" / name)
         size = (ir_warp.shape[1], ir_warp.shape[0])

@@ -309,6 +309,17 @@ def edge_overlay(vis: np.ndarray, ir_warped: np.ndarray) -> np.ndarray:
     return out
 
 
+def intensity_homography(fixed: np.ndarray, moving: np.ndarray, iterations: int = 200, eps: float = 1e-6) -> np.ndarray:
+    """moving -> fixed by intensity ECC: only valid within one modality (the accuracy reference)."""
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps)
+    _, warp = cv2.findTransformECC(
+        fixed.astype(np.float32), moving.astype(np.float32), np.eye(3, dtype=np.float32),
+        cv2.MOTION_HOMOGRAPHY, criteria, None, 5,
+    )
+    hom = np.linalg.inv(warp.astype(np.float64))
+    return hom / hom[2, 2]
+
+
 def corner_error(h1: np.ndarray, h2: np.ndarray, size: Size) -> float:
     """Mean distance between the four image corners mapped by two homographies (pixels)."""
     w, h = size

@@ -17,16 +17,6 @@ from rtfuse.imageio import list_images, read_image
 GROSS_ERROR_PX = 25.0
 
 
-def _reference(ir: np.ndarray, ir_warp: np.ndarray) -> np.ndarray:
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
-    _, warp = cv2.findTransformECC(
-        ir.astype(np.float32), ir_warp.astype(np.float32), np.eye(3, dtype=np.float32),
-        cv2.MOTION_HOMOGRAPHY, criteria, None, 5,
-    )
-    hom = np.linalg.inv(warp.astype(np.float64))
-    return hom / hom[2, 2]
-
-
 @pytest.fixture(scope="module")
 def msrs_results(shared_data: Path) -> list[tuple[str, float, bool]]:
     """(name, corner error vs same-modality reference, accepted) for the 20 ir_warp pairs."""
@@ -34,7 +24,7 @@ def msrs_results(shared_data: Path) -> list[tuple[str, float, bool]]:
     out = []
     for path in list_images(root / "ir_warp"):
         ir_warp = read_image(path, gray=True)
-        ref = _reference(read_image(root / "ir" / path.name, gray=True), ir_warp)
+        ref = calib.intensity_homography(read_image(root / "ir" / path.name, gray=True), ir_warp, 100, 1e-5)
         res = calib.register_pair(read_image(root / "vi" / path.name), ir_warp)
         accepted = res.correlation >= calib.MIN_EDGE_CORRELATION and res.contrast >= calib.MIN_PEAK_CONTRAST
         out.append((path.name, calib.corner_error(res.homography, ref, (640, 480)), accepted))
