@@ -20,7 +20,6 @@ import json
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from rtfuse import calib
