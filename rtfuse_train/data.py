@@ -156,6 +156,15 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]))
 
 
+def _flip_to_chw01(v: np.ndarray, i: np.ndarray, rng: np.random.Generator,
+                   flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Random horizontal flip, then uint8 (h,w,3)/(h,w) -> float32 (3,h,w)/(1,h,w) in [0,1]."""
+    if flip and rng.uniform() < 0.5:
+        v, i = v[:, ::-1], i[:, ::-1]
+    return (np.ascontiguousarray(v.transpose(2, 0, 1), dtype=np.float32) / 255.0,
+            np.ascontiguousarray(i[None], dtype=np.float32) / 255.0)
+
+
 def native_crop(vis: np.ndarray, ir: np.ndarray, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 1.0),
                 flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A random crop (side ``scale`` x the short side, aspect 3:4..4:3) of a pair at the source
@@ -167,10 +176,7 @@ def native_crop(vis: np.ndarray, ir: np.ndarray, rng: np.random.Generator, scale
     cw = int(min(w, max(8, round(side * np.sqrt(aspect)))))
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
     v, i = vis[y : y + ch, x : x + cw], ir[y : y + ch, x : x + cw]
-    if flip and rng.uniform() < 0.5:
-        v, i = v[:, ::-1], i[:, ::-1]
-    return (np.ascontiguousarray(v.transpose(2, 0, 1), dtype=np.float32) / 255.0,
-            np.ascontiguousarray(i[None], dtype=np.float32) / 255.0)
+    return _flip_to_chw01(v, i, rng, flip)
 
 
 def fixed_crop(vis: np.ndarray, ir: np.ndarray, size: int, rng: np.random.Generator,
@@ -185,10 +191,7 @@ def fixed_crop(vis: np.ndarray, ir: np.ndarray, size: int, rng: np.random.Genera
         h, w = h2, w2
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     v, i = vis[y : y + size, x : x + size], ir[y : y + size, x : x + size]
-    if flip and rng.uniform() < 0.5:
-        v, i = v[:, ::-1], i[:, ::-1]
-    return (np.ascontiguousarray(v.transpose(2, 0, 1), dtype=np.float32) / 255.0,
-            np.ascontiguousarray(i[None], dtype=np.float32) / 255.0)
+    return _flip_to_chw01(v, i, rng, flip)
 
 
 def resize_chw(img: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
