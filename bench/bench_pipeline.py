@@ -26,11 +26,12 @@ def main() -> None:
     parser.add_argument("--clip", default="0111_1716")
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--publish", default="tcp://127.0.0.1:*")
+    parser.add_argument("--checkpoint", help="weights to run (default: the shipped ones)")
     args = parser.parse_args()
     m2vd = DATA / "video" / "m2vd"
     cfg = PipelineConfig(vis=str(m2vd / "vi" / f"{args.clip}.mp4"), ir=str(m2vd / "ir" / f"{args.clip}.mp4"),
                          frames=args.frames, publish=args.publish)
-    fuser = Fuser.default()
+    fuser = Fuser.from_checkpoint(args.checkpoint) if args.checkpoint else Fuser.default()
     report = Pipeline(cfg, fuser=fuser).run()
     stages = {k: round(v["p50"], 2) for k, v in report["stages_ms"].items() if v}
     print(json.dumps({

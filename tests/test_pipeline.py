@@ -14,10 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from rtfuse.calib import Calibration, RegistrationStats
 from rtfuse.errors import RtfuseError
-from rtfuse.fuser import Fuser
+from rtfuse.fuser import Fuser, _unit_tensor, to_uint8_image
 from rtfuse.imageio import write_image
 from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, scene_changed, scene_signature
 from rtfuse.profiling import STAGES, Profiler, load_report
@@ -253,3 +254,16 @@ def test_window_output_refuses_clearly_without_a_gui():
         assert "no GUI" in str(exc) and "opencv-python" in str(exc)
     else:
         pytest.skip("this OpenCV build has a GUI")
+
+
+def test_conversions_round_trip_uint8_frames():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    t = _unit_tensor(rgb)
+    assert t.shape == (1, 3, 7, 9) and t.is_contiguous() and t.dtype == torch.float32
+    assert np.array_equal(to_uint8_image(t), rgb)
+    gray = to_uint8_image(_unit_tensor(rgb[..., 0]))
+    assert gray.shape == (7, 9, 3) and np.array_equal(gray[..., 2], rgb[..., 0])
+    out_of_range = torch.tensor([-0.3, 0.5, 1.7]).view(1, 1, 1, 3)
+    assert to_uint8_image(out_of_range)[0, :, 0].tolist() == [0, 128, 255]  # clipped, never mirrored
+
