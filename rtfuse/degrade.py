@@ -184,15 +184,32 @@ def _low_light(vis: Tensor, ir: Tensor, s: Tensor, gen: torch.Generator) -> tupl
     return _enc(noisy) ** tone, ir
 
 
-OVEREXPOSURE_GAIN_MAX = (2.5, 4.0)  # exposure gain at severity 1 (1.3 to 2 stops over)
+OVEREXPOSURE_CLIP = (0.3, 0.5)  # share of the frame newly driven into saturation at severity 1
+OVEREXPOSURE_GAIN_CAP = 64.0  # 6 stops: beyond this a sensor's noise floor would dominate anyway
 BLOOM_SIGMAS = ((0.01, 0.5), (0.03, 0.3), (0.08, 0.2))  # (sigma / image diagonal, weight)
+
+
+def overexposure_gain(lin_luma: Tensor, share: Tensor) -> Tensor:
+    """Per-sample exposure gain that saturates ``share`` more of the frame than is already clipped.
+
+    Overexposure is defined by its effect, clipped highlights, not by a fixed number of stops: two
+    stops over make a bright day scene white but only bring a night scene up to a normal-looking
+    exposure, which no observer (or classifier) could call overexposed.
+    """
+    flat = lin_luma.flatten(1)
+    if flat.shape[1] > 65536:  # the quantile of a regular subsample is as good and much cheaper
+        flat = flat[:, :: flat.shape[1] // 65536]
+    target = ((flat >= 0.98).to(flat.dtype).mean(1) + share).clamp(max=0.9)
+    rank = ((1.0 - target) * (flat.shape[1] - 1)).round().long().view(-1, 1)
+    level = flat.sort(dim=1).values.gather(1, rank).squeeze(1)
+    return (1.0 / level.clamp(min=1.0 / OVEREXPOSURE_GAIN_CAP)).clamp(min=1.0)
 
 
 def _overexposure(vis: Tensor, ir: Tensor, s: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     b, _, h, w = vis.shape
     r = _uniform(gen, (b, 2), vis)
-    g_max = OVEREXPOSURE_GAIN_MAX[0] + (OVEREXPOSURE_GAIN_MAX[1] - OVEREXPOSURE_GAIN_MAX[0]) * r[:, 0]
-    lin = _lin(vis) * _col(torch.exp(s * torch.log(g_max)))
+    share = s * (OVEREXPOSURE_CLIP[0] + (OVEREXPOSURE_CLIP[1] - OVEREXPOSURE_CLIP[0]) * r[:, 0])
+    lin = _lin(vis) * _col(overexposure_gain(_luma(_lin(vis)), share))
     # Lens bloom/veiling glare: light above ~the saturation point scatters in the optics with a
     # heavy-tailed PSF (sum of Gaussians). A clipped pixel's true radiance is unknown, so the excess
     # over 0.8 stands in for the energy that the sensor could not record.

@@ -219,3 +219,17 @@ def test_cli_gallery_and_single_pair(shared_data, tmp_path, capsys):
     assert main(["degrade", "--vis", str(vis_path), "--ir", str(ir_path), "--spec", "smog:0.5",
                  "--out-vis", str(out_v), "--out-ir", str(out_i)]) == 2
     assert "valid kinds" in capsys.readouterr().err
+
+
+def test_overexposure_clips_a_share_of_the_frame_whatever_its_brightness():
+    """Overexposure is defined by clipped highlights: a dark frame needs a larger gain than a bright
+    one to look overexposed, and both end up with about the requested extra saturated share."""
+    ramp = np.linspace(0.0, 1.0, 10000, dtype=np.float32).reshape(1, 1, 100, 100)
+    dark, bright = torch.from_numpy(ramp * 0.2), torch.from_numpy(ramp * 0.9)
+    share = torch.tensor([0.3])
+    g_dark, g_bright = degrade.overexposure_gain(dark, share), degrade.overexposure_gain(bright, share)
+    assert g_dark > 3 * g_bright >= 3.0
+    for lin in (dark, bright):
+        clipped = float(((lin * degrade.overexposure_gain(lin, share)) >= 1.0).float().mean())
+        assert clipped == pytest.approx(0.3, abs=0.01)
+    assert float(degrade.overexposure_gain(torch.ones(1, 1, 8, 8), share)) == 1.0  # never darkens
