@@ -257,13 +257,17 @@ class DegradedPairs(PairCrops):
 
     ``balanced=True`` (evaluation) cycles the classes so that every source is seen with every
     class equally often: item i uses source i mod n and class (i div n) mod len(CLASSES).
+    ``whole=True`` (evaluation of recognition) degrades and shrinks the whole frame, unflipped:
+    what the runtime's DAGM sees when it plans a clip.
     """
 
     def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
                  severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
-                 scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False):
-        super().__init__(sources, size, length, seed, scale, flip)
+                 scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False,
+                 whole: bool = False):
+        super().__init__(sources, size, length, seed, scale, flip and not whole)
         self.native = native  # size x size crops at the source's pixel scale (fusion: detail statistics)
+        self.whole = whole
         if not 0.0 < severity[0] <= severity[1] <= 1.0:
             raise RtfuseError(f"severity range must satisfy 0 < low <= high <= 1, got {severity}")
         self.severity, self.balanced = severity, balanced
@@ -274,7 +278,9 @@ class DegradedPairs(PairCrops):
         rain) keep the appearance they have in full frames that the runtime shrinks."""
         rng = sample_rng(self.seed, self.epoch, index)
         src = self.sources[index % len(self.sources)]
-        if self.native:
+        if self.whole:
+            native_vis, native_ir = _flip_to_chw01(src.vis, src.ir, rng, False)
+        elif self.native:
             native_vis, native_ir = fixed_crop(src.vis, src.ir, self.size, rng, self.flip)
         else:
             native_vis, native_ir = native_crop(src.vis, src.ir, rng, self.scale, self.flip)

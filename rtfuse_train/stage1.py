@@ -155,7 +155,7 @@ def build_datasets(opts: Stage1Options, sources: Sequence[SourcePair], seed: int
     train, test = split_sources(sources, opts.test_fraction)
     train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range)
     test_ds = DegradedPairs(test, opts.size, len(test) * len(CLASSES) * opts.eval_repeats, seed + 1,
-                            opts.severity_range, balanced=True)
+                            opts.severity_range, balanced=True, whole=True)
     summary = {"train_sources": len(train), "test_sources": len(test),
                "train_groups": len({s.group for s in train}), "test_groups": len({s.group for s in test}),
                "test_clips": sorted({s.group for s in test if "#" in s.name}),

@@ -182,3 +182,16 @@ def test_gray_stored_as_rgb_stays_gray(fuser):
     colour[5, 7, 0] ^= 1  # one differing pixel off the sampling grid: still colour
     from rtfuse.fuser import is_gray_rgb
     assert is_gray_rgb(vis) and not is_gray_rgb(colour)
+
+
+def test_dagm_statistics_see_exposure_and_streak_orientation():
+    from rtfuse.model.dagm import HISTOGRAM_BINS, detail_maps, luma_histogram
+
+    white = torch.ones(2, 3, 16, 16)
+    hist = luma_histogram(white)
+    assert hist.shape == (2, HISTOGRAM_BINS) and torch.allclose(hist.sum(1), torch.ones(2))
+    assert float(hist[0, -1]) == pytest.approx(1.0)
+    streaks = torch.zeros(1, 3, 32, 32)
+    streaks[..., ::4] = 1.0  # vertical lines, like rain: horizontal gradients only
+    lap, dx, dy = detail_maps(streaks)[0].mean((1, 2))
+    assert dx > 0.4 and float(dy) == 0.0 and lap > 0

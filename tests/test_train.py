@@ -17,7 +17,7 @@ from rtfuse.degrade import CLASSES
 from rtfuse.errors import RtfuseError
 from rtfuse_train.cli import main as train_main
 from rtfuse_train.data import (DegradedPairs, PairCrops, SourcePair, kinds_by_class, load_pair_folder, load_video_pair,
-                               split_fraction, split_sources)
+                               resize_chw, split_fraction, split_sources)
 from rtfuse_train.stage1 import Stage1, Stage1Options, build_model, confusion_matrix, make_trainer, severity_accuracy
 from rtfuse_train.trainer import ShardedSampler, TrainConfig, Trainer, seed_everything
 
@@ -243,3 +243,12 @@ def test_csv_log_widens_its_header_for_new_columns(tmp_path):
     CsvLog(tmp_path / "e.csv").write({"step": 3, "loss": 0.3})
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert [r["test_accuracy"] for r in rows] == ["", "0.9", ""]
+
+
+def test_whole_frame_evaluation_sees_the_entire_unflipped_source(msrs):
+    """Stage 1 is scored on whole frames, as the runtime plans a clip from one whole frame."""
+    ds = DegradedPairs(msrs[:2], 32, 2 * len(CLASSES), seed=0, balanced=True, whole=True)
+    src = msrs[0]
+    item = ds[0]  # source 0, class clean
+    expected = torch.from_numpy(resize_chw(np.ascontiguousarray(src.ir[None], dtype=np.float32) / 255.0, 32))
+    assert item["kind"] == "clean" and torch.allclose(item["ir"], expected)

@@ -68,41 +68,73 @@ def add_lora(visual: nn.Module, rank: int) -> nn.Module:
     return visual
 
 
-def high_frequency_energy(x: torch.Tensor) -> torch.Tensor:
-    """|Laplacian| of the luminance at the input's own resolution, (B,1,H,W).
+HISTOGRAM_BINS = 16
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def detail_maps(x: torch.Tensor) -> torch.Tensor:
+    """|Laplacian|, |d/dx| and |d/dy| of the luminance at the input's own resolution, (B,3,H,W).
 
     Noise and rain live in the finest scales and vanish when a frame is shrunk to the encoder's
-    input size; their energy measured first and then averaged down survives.
+    input size; their energy measured first and then averaged down survives. The two oriented
+    maps tell streaks (rain: near-vertical, so mostly horizontal gradients) from isotropic noise.
     """
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    y = _luma(x)
     lap = y[..., 1:-1, 1:-1] * 4 - y[..., :-2, 1:-1] - y[..., 2:, 1:-1] - y[..., 1:-1, :-2] - y[..., 1:-1, 2:]
-    return F.pad(lap.abs(), (1, 1, 1, 1), mode="replicate")
+    dx = y[..., 1:-1, 2:] - y[..., 1:-1, :-2]
+    dy = y[..., 2:, 1:-1] - y[..., :-2, 1:-1]
+    return F.pad(torch.cat((lap.abs(), dx.abs(), dy.abs()), 1), (1, 1, 1, 1), mode="replicate")
+
+
+def luma_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> torch.Tensor:
+    """Soft (triangular-kernel) histogram of the luminance, (B, bins), summing to 1.
+
+    Exposure problems are about where the mass sits: a clipped highlight bin (overexposure), a
+    crowded dark end (low light), a histogram squeezed towards grey (haze).
+    """
+    y = _luma(x).flatten(1).clamp(0, 1)
+    centres = torch.linspace(0, 1, bins, device=x.device, dtype=x.dtype)
+    weights = (1 - (y[:, :, None] - centres).abs() * (bins - 1)).clamp(min=0)
+    return weights.mean(1)
+
+
+def global_statistics(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation, chroma spread and the luminance histogram."""
+    chroma = x.max(1).values - x.min(1).values
+    return torch.cat((x.mean((2, 3)), x.std((2, 3)), chroma.mean((1, 2))[:, None], chroma.std((1, 2))[:, None],
+                      luma_histogram(x[:, :3])), 1)
 
 
 class LiteEncoder(nn.Module):
-    """Strided CNN over RGB + high-frequency energy, with mean and standard-deviation pooling.
+    """Strided CNN over RGB + detail maps, with mean and standard-deviation pooling, joined by
+    global statistics that a small CNN would otherwise have to learn to compute.
 
     GroupNorm, not BatchNorm: visible and infrared frames share the encoder, so batch statistics
     would mix the two modalities and differ between training and inference.
     """
 
+    IN_CHANNELS = 6  # RGB + three detail maps
+
     def __init__(self, size: int = 128, widths: tuple[int, ...] = (16, 32, 64, 128)):
         super().__init__()
         self.size = size
         layers: list[nn.Module] = []
-        prev = 4
+        prev = self.IN_CHANNELS
         for w in widths:
             layers += [nn.Conv2d(prev, w, 3, stride=2, padding=1), nn.GroupNorm(4, w), nn.ReLU(inplace=True)]
             prev = w
         self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(2 * prev + 8, FEATURE_DIM)
+        self.proj = nn.Linear(2 * prev + 2 * self.IN_CHANNELS + 2 + HISTOGRAM_BINS, FEATURE_DIM)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        hf = F.interpolate(high_frequency_energy(x) * 4.0, size=(self.size, self.size), mode="area")
-        x = torch.cat((F.interpolate(x, size=(self.size, self.size), mode="area"), hf), 1)
+        small = F.interpolate(x, size=(self.size, self.size), mode="area")
+        detail = F.interpolate(detail_maps(x) * 4.0, size=(self.size, self.size), mode="area")
+        x = torch.cat((small, detail), 1)
         f = self.features(x)
-        stats = torch.cat((x.mean((2, 3)), x.std((2, 3))), 1)  # global exposure, contrast and detail cues
-        return self.proj(torch.cat((f.mean((2, 3)), f.std((2, 3)), stats), 1))
+        return self.proj(torch.cat((f.mean((2, 3)), f.std((2, 3)), global_statistics(x)), 1))
 
 
 class ClipEncoder(nn.Module):
