@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,6 +51,7 @@ class Frame:
     stamp: float  # monotonic grab time (replay: when the pipeline released it, see pipeline.py)
     media_time: float
     capture_s: float  # grab + decode + conversion time
+    prepared: Any = None  # the image as the engine's input, made by the capture thread (see CaptureThread)
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,9 @@ class CaptureThread(threading.Thread):
     ``emit`` receives each Frame and finally one StreamEnd; it may block (replay back-pressure)
     but must return once ``stop`` is set. ``opened``: the caller already opened the source (so a
     wrong path fails at start-up instead of being retried). ``realtime`` paces sources that are
-    not self-paced at their fps, so that files behave like cameras in live mode.
+    not self-paced at their fps, so that files behave like cameras in live mode. ``prepare`` turns
+    each image into the engine's input here, in parallel with the engine working on the previous
+    pair, instead of on the hot path (its time is part of ``capture_s``).
     """
 
     def __init__(
@@ -246,8 +250,10 @@ class CaptureThread(threading.Thread):
         backoff_s: float = 0.1,
         max_frames: int | None = None,
         opened: bool = False,
+        prepare: Callable[[np.ndarray], Any] | None = None,
     ):
         super().__init__(name=f"capture-{stream}", daemon=True)
+        self.prepare = prepare
         self.stream, self.source, self.emit, self.stop = stream, source, emit, stop
         self.realtime, self.retries, self.backoff_s = realtime, retries, backoff_s
         self.max_frames = max_frames
@@ -301,7 +307,8 @@ class CaptureThread(threading.Thread):
                 continue
             failures = 0
             image = self._convert(grab.image)
-            frame = Frame(self.stream, index, image, grab.stamp, grab.media_time, time.monotonic() - t0)
+            prepared = self.prepare(image) if self.prepare is not None else None
+            frame = Frame(self.stream, index, image, grab.stamp, grab.media_time, time.monotonic() - t0, prepared)
             index += 1
             self.emit(frame)
             if period:

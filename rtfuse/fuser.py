@@ -19,6 +19,7 @@ from rtfuse.model import FusionNet, Plan, create_model
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "rt.pt"
+Frame = np.ndarray | torch.Tensor  # a numpy image, or its prepared engine input
 
 
 def default_weights_path() -> Path | None:
@@ -54,8 +55,11 @@ def is_gray_rgb(img: np.ndarray) -> bool:
     return np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
 
 
-def _vis_tensor(vis: np.ndarray) -> torch.Tensor:
-    """Grey stored as RGB takes the grey path, so enhancement cannot tint it."""
+def prepare_visible(vis: np.ndarray) -> torch.Tensor:
+    """The engine input of a visible frame, (1,3|1,H,W) float32 on the CPU.
+
+    Grey stored as RGB takes the grey path, so enhancement cannot tint it.
+    """
     if is_gray_rgb(vis):
         return _unit_tensor(np.ascontiguousarray(vis[..., 0]))
     if vis.ndim == 2 or (vis.ndim == 3 and vis.shape[2] == 3):
@@ -63,7 +67,8 @@ def _vis_tensor(vis: np.ndarray) -> torch.Tensor:
     raise RtfuseError(f"visible image must be (H,W) or (H,W,3), got shape {vis.shape}")
 
 
-def _ir_tensor(ir: np.ndarray) -> torch.Tensor:
+def prepare_infrared(ir: np.ndarray) -> torch.Tensor:
+    """The engine input of an infrared frame, (1,1,H,W) float32 on the CPU."""
     if ir.ndim == 3:
         ir = rgb_to_gray(ir) if ir.shape[2] == 3 else ir[..., 0]
     if ir.ndim != 2:
@@ -167,18 +172,24 @@ class Fuser:
                 self.timings["plan_switch"] = switch
         return engine
 
-    def _tensors(self, vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        check_same_size(vis, ir)
-        return _vis_tensor(vis).to(self.device), _ir_tensor(ir).to(self.device)
+    def _tensors(self, vis: Frame, ir: Frame) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(vis, np.ndarray) and isinstance(ir, np.ndarray):
+            check_same_size(vis, ir)
+        v = vis if isinstance(vis, torch.Tensor) else prepare_visible(vis)
+        i = ir if isinstance(ir, torch.Tensor) else prepare_infrared(ir)
+        if v.shape[-2:] != i.shape[-2:]:
+            raise RtfuseError(f"visible {tuple(v.shape[-2:])} and infrared {tuple(i.shape[-2:])} differ in size (HxW)")
+        return v.to(self.device), i.to(self.device)
 
     @torch.inference_mode()
-    def plan_for(self, vis: np.ndarray, ir: np.ndarray) -> Plan:
+    def plan_for(self, vis: Frame, ir: Frame) -> Plan:
         """Degradation vector -> expert plan for a clip (run once, off the hot path)."""
         v, i = self._tensors(vis, ir)
         return self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
 
     @torch.inference_mode()
-    def __call__(self, vis: np.ndarray, ir: np.ndarray, plan: Plan | None = None) -> np.ndarray:
+    def __call__(self, vis: Frame, ir: Frame, plan: Plan | None = None) -> np.ndarray:
+        """Fuse one pair: numpy frames, or tensors from prepare_visible / prepare_infrared."""
         t0 = time.perf_counter()
         v, i = self._tensors(vis, ir)
         t1 = time.perf_counter()

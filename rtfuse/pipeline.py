@@ -348,15 +348,19 @@ class Pipeline:
         if self.mode == "replay" and not finite and cfg.frames is None and cfg.duration is None:
             log.info("replay of a live source runs until stopped (give --frames or --duration)")
         self.stop = threading.Event()
-        if fuser is None:
-            from rtfuse.fuser import Fuser
+        from rtfuse import fuser as fusing  # torch loads when a pipeline is built, not on import
 
-            fuser = Fuser.from_checkpoint(cfg.checkpoint) if cfg.checkpoint else Fuser.default()
+        if fuser is None:
+            fuser = fusing.Fuser.from_checkpoint(cfg.checkpoint) if cfg.checkpoint else fusing.Fuser.default()
         self.fuser = fuser
         self._outputs_lock = threading.Lock()
         self._outputs_open = False
         self._calib = Calibration.load(cfg.calib) if cfg.calib else None
         self._warp = self._calib.warper() if self._calib else None  # remap tables built once
+        # Capture threads make the engine inputs while the engine works on the previous pair.
+        # Infrared that the main loop still has to warp or resize is prepared there instead.
+        self._preparers = {"vis": fusing.prepare_visible,
+                           "ir": fusing.prepare_infrared if self._calib is None and not cfg.resize else None}
 
     def _align(self, vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
         """Bring infrared onto the visible grid: calibration warp, plain resize, or a clear error."""
@@ -419,7 +423,7 @@ class Pipeline:
                 s, self.sources[s], emitters[s], self.stop,
                 realtime=not replay and not self.sources[s].self_paced,
                 retries=self.cfg.retries, backoff_s=self.cfg.backoff_s,
-                max_frames=self.cfg.frames if replay else None, opened=True,
+                max_frames=self.cfg.frames if replay else None, opened=True, prepare=self._preparers[s],
             )
             for s in STREAMS
         ]
@@ -538,11 +542,13 @@ class Pipeline:
             t_take = time.monotonic()
             t0 = time.perf_counter()
             vis, ir = pair.vis.image, pair.ir.image
-            ir = self._align(vis, ir)
-            plan = plans.current(vis, ir)
+            aligned = self._align(vis, ir)
+            plan = plans.current(vis, aligned)
             t1 = time.perf_counter()
             align_s = t1 - t0  # registration + plan lookup (scene-change check)
-            fused = self.fuser(vis, ir, plan=plan)
+            vis_in = vis if pair.vis.prepared is None else pair.vis.prepared
+            ir_in = pair.ir.prepared if pair.ir.prepared is not None and aligned is ir else aligned
+            fused = self.fuser(vis_in, ir_in, plan=plan)
             call_s = time.perf_counter() - t1
             timings = self.fuser.timings
             stages = {

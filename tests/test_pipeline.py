@@ -18,8 +18,8 @@ import torch
 
 from rtfuse.calib import Calibration, RegistrationStats
 from rtfuse.errors import RtfuseError
-from rtfuse.fuser import Fuser, _unit_tensor, to_uint8_image
-from rtfuse.imageio import write_image
+from rtfuse.fuser import Fuser, _unit_tensor, prepare_infrared, prepare_visible, to_uint8_image
+from rtfuse.imageio import read_image, write_image
 from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, scene_changed, scene_signature
 from rtfuse.profiling import STAGES, Profiler, load_report
 from rtfuse.publish import Subscriber
@@ -109,6 +109,36 @@ def test_mismatched_sizes_are_refused_unless_resized(fuser: Fuser, tmp_path: Pat
     report = Pipeline(PipelineConfig(**base, resize=True, record=str(tmp_path / "r.mp4")), fuser=fuser).run()
     assert report["frames"] == 3  # and the replay ends cleanly at the end of the folders
     assert frame_count(tmp_path / "r.mp4") == 3
+
+
+
+class _RecordingFuser:
+    """Passes through to a real Fuser and notes what kind of input each call received."""
+
+    def __init__(self, fuser: Fuser):
+        self.fuser, self.inputs = fuser, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.fuser, name)
+
+    def __call__(self, vis, ir, plan=None):
+        self.inputs.append((type(vis).__name__, type(ir).__name__))
+        return self.fuser(vis, ir, plan=plan)
+
+
+def test_capture_threads_prepare_engine_inputs_unless_infrared_is_still_warped(fuser: Fuser, tmp_path: Path):
+    """Conversion to engine tensors runs in the capture threads (overlapping the engine's previous
+    call); infrared that the main loop resizes or warps is converted after that, and the fused
+    frames are the same either way."""
+    vis = write_folder(tmp_path / "vi", 3, (48, 64, 3))
+    ir = write_folder(tmp_path / "ir", 3, (48, 64))
+    for resize in (False, True):
+        spy = _RecordingFuser(fuser)
+        Pipeline(PipelineConfig(vis=str(vis), ir=str(ir), publish=None, resize=resize), fuser=spy).run()
+        assert spy.inputs == [("Tensor", "ndarray" if resize else "Tensor")] * 3
+    vis_img, ir_img = read_image(vis / "0000.png"), read_image(ir / "0000.png")
+    plan = fuser.plan_for(vis_img, ir_img)
+    assert np.array_equal(fuser(prepare_visible(vis_img), prepare_infrared(ir_img), plan), fuser(vis_img, ir_img, plan))
 
 
 def test_calibration_file_registers_infrared(fuser: Fuser, tmp_path: Path):
