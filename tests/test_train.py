@@ -252,3 +252,34 @@ def test_whole_frame_evaluation_sees_the_entire_unflipped_source(msrs):
     item = ds[0]  # source 0, class clean
     expected = torch.from_numpy(resize_chw(np.ascontiguousarray(src.ir[None], dtype=np.float32) / 255.0, 32))
     assert item["kind"] == "clean" and torch.allclose(item["ir"], expected)
+
+
+def test_stage2_cli_trains_on_a_frozen_stage1_dagm_and_packages_the_weights(shared_data, tmp_path, capsys):
+    stage1, stage2, shipped = tmp_path / "dagm.pt", tmp_path / "rt.pt", tmp_path / "shipped.pt"
+    data = ["--pairs", str(shared_data / "msrs"), "--test-fraction", "0.3", "--workers", "0", "--no-progress"]
+    assert train_main(["stage1", *data, "--cache-side", "96", "--out", str(stage1), "--size", "64", "--samples-per-epoch", "16",
+                       "--batch-size", "8", "--eval-repeats", "1", "--epochs", "1"]) == 0
+    assert train_main(["stage2", *data, "--dagm", str(stage1), "--out", str(stage2), "--size", "32",
+                       "--samples-per-epoch", "8", "--batch-size", "4", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    steps = _rows(tmp_path / "rt_run" / "steps.csv")
+    assert len(steps) == 2
+    for term in ("pix", "grad", "recon", "pkdm", "load", "mi"):  # every loss term logged on its own
+        assert all(np.isfinite(float(r[term])) for r in steps), term
+    first, _ = load_checkpoint(stage1)
+    trained, meta = load_checkpoint(stage2)
+    assert meta["stage"] == 2 and meta["dagm"] == str(stage1)
+    for a, b in zip(first.dagm.state_dict().values(), trained.dagm.state_dict().values()):
+        assert torch.equal(a, b)  # DAGM frozen
+
+    assert train_main(["package", str(stage2), "-o", str(shipped), "--note", "test machine"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    packaged, card = load_checkpoint(shipped)
+    assert card["storage"].startswith("float16") and card["machine"] == "test machine"
+    assert card["stage1_test_accuracy"] == load_checkpoint(stage1)[1]["test_accuracy"]
+    assert card["stage1_wall_s"] > 0 and card["stage2_wall_s"] > 0
+    assert shipped.stat().st_size < 0.6 * stage2.stat().st_size
+    for a, b in zip(trained.state_dict().values(), packaged.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2)
+    assert train_main(["package", str(stage1), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "not a stage-2 checkpoint" in capsys.readouterr().err
