@@ -28,7 +28,7 @@ from rtfuse.engine import (
     tensorrt_missing,
 )
 from rtfuse.errors import RtfuseError
-from rtfuse.fuser import Fuser, _ir_tensor, _vis_tensor
+from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
 from rtfuse.imageio import read_image
 from rtfuse.model import LayerPlan, Plan, create_model
 
@@ -49,8 +49,8 @@ def frames(shared_data):
     """Two real MSRS pairs (night, day) as float tensors."""
     out = []
     for name in ("00004N.png", "00055D.png"):
-        vis = _vis_tensor(read_image(shared_data / "msrs" / "vi" / name))
-        ir = _ir_tensor(read_image(shared_data / "msrs" / "ir" / name, gray=True))
+        vis = prepare_visible(read_image(shared_data / "msrs" / "vi" / name))
+        ir = prepare_infrared(read_image(shared_data / "msrs" / "ir" / name, gray=True))
         out.append((vis, ir))
     return out
 
