@@ -19,24 +19,16 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
 from rtfuse.degrade import degrade_pair
 from rtfuse.engine import EagerEngine, load_engine
+from rtfuse.evaluate import read_video
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
+from rtfuse.imageio import rgb_to_gray
 
 DATA = Path(os.environ.get("RTFUSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SPECS = ("clean", "haze:0.6", "low_light:0.6", "overexposure:0.6", "rain:0.6", "noise:0.6")
-
-
-def first_frame(path: Path, gray: bool) -> "cv2.Mat":
-    cap = cv2.VideoCapture(str(path))
-    ok, img = cap.read()
-    cap.release()
-    if not ok:
-        raise SystemExit(f"cannot read {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB)
 
 
 def median_ms(fn, vis: torch.Tensor, ir: torch.Tensor, repeat: int) -> float:
@@ -56,8 +48,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
     m2vd = DATA / "video" / "m2vd"
-    vis0 = first_frame(m2vd / "vi" / f"{args.clip}.mp4", gray=False)
-    ir0 = first_frame(m2vd / "ir" / f"{args.clip}.mp4", gray=True)
+    vis0 = next(read_video(m2vd / "vi" / f"{args.clip}.mp4", max_frames=1))
+    ir0 = rgb_to_gray(next(read_video(m2vd / "ir" / f"{args.clip}.mp4", max_frames=1)))
     fuser = Fuser.default()
     rows = []
     aoti = None

@@ -13,18 +13,23 @@ import torch
 from rtfuse.checkpoint import load_checkpoint
 from rtfuse.engine import BACKENDS, Engine, create_engine, model_sha256, require_tensorrt
 from rtfuse.errors import RtfuseError
-from rtfuse.imageio import check_same_size, rgb_to_gray, to_float01
+from rtfuse.imageio import check_same_hw, rgb_to_gray, to_float01
 from rtfuse.model import FusionNet, Plan, create_model
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "rt.pt"
-Frame = np.ndarray | torch.Tensor  # a numpy image, or its prepared engine input
+FrameInput = np.ndarray | torch.Tensor  # a numpy image, or its prepared engine input
+
+
+def shipped_weights_path() -> Path:
+    """Where the package keeps its trained weights (``python -m rtfuse_train package`` writes there)."""
+    return Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS
 
 
 def default_weights_path() -> Path | None:
     """The trained weights shipped inside the package, if this build has them."""
-    path = Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS
+    path = shipped_weights_path()
     return path if path.is_file() else None
 
 
@@ -172,23 +177,20 @@ class Fuser:
                 self.timings["plan_switch"] = switch
         return engine
 
-    def _tensors(self, vis: Frame, ir: Frame) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(vis, np.ndarray) and isinstance(ir, np.ndarray):
-            check_same_size(vis, ir)
+    def _tensors(self, vis: FrameInput, ir: FrameInput) -> tuple[torch.Tensor, torch.Tensor]:
         v = vis if isinstance(vis, torch.Tensor) else prepare_visible(vis)
         i = ir if isinstance(ir, torch.Tensor) else prepare_infrared(ir)
-        if v.shape[-2:] != i.shape[-2:]:
-            raise RtfuseError(f"visible {tuple(v.shape[-2:])} and infrared {tuple(i.shape[-2:])} differ in size (HxW)")
+        check_same_hw(v.shape[-2:], i.shape[-2:])
         return v.to(self.device), i.to(self.device)
 
     @torch.inference_mode()
-    def plan_for(self, vis: Frame, ir: Frame) -> Plan:
+    def plan_for(self, vis: FrameInput, ir: FrameInput) -> Plan:
         """Degradation vector -> expert plan for a clip (run once, off the hot path)."""
         v, i = self._tensors(vis, ir)
         return self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
 
     @torch.inference_mode()
-    def __call__(self, vis: Frame, ir: Frame, plan: Plan | None = None) -> np.ndarray:
+    def __call__(self, vis: FrameInput, ir: FrameInput, plan: Plan | None = None) -> np.ndarray:
         """Fuse one pair: numpy frames, or tensors from prepare_visible / prepare_infrared."""
         t0 = time.perf_counter()
         v, i = self._tensors(vis, ir)

@@ -6,6 +6,7 @@ bit depth, channel order and error messages are handled in one place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,15 @@ def pair_folders(vis_dir: str | Path, ir_dir: str | Path) -> FolderPairs:
 
 def check_same_size(vis: np.ndarray, ir: np.ndarray, what: str = "") -> None:
     """Refuse unregistered pairs of different sizes with the flag that resolves it."""
-    if vis.shape[:2] != ir.shape[:2]:
+    check_same_hw(vis.shape[:2], ir.shape[:2], what)
+
+
+def check_same_hw(vis_hw: Sequence[int], ir_hw: Sequence[int], what: str = "") -> None:
+    """check_same_size on (height, width) pairs, for images that are already tensors."""
+    if tuple(vis_hw) != tuple(ir_hw):
         prefix = f"{what}: " if what else ""
         raise RtfuseError(
-            f"{prefix}visible is {vis.shape[1]}x{vis.shape[0]} but infrared is "
-            f"{ir.shape[1]}x{ir.shape[0]} (WxH); pass --resize to scale infrared to the visible "
+            f"{prefix}visible is {vis_hw[1]}x{vis_hw[0]} but infrared is "
+            f"{ir_hw[1]}x{ir_hw[0]} (WxH); pass --resize to scale infrared to the visible "
             f"size, or --calib RIG.toml to register it"
         )

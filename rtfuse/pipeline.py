@@ -547,7 +547,7 @@ class Pipeline:
             t1 = time.perf_counter()
             align_s = t1 - t0  # registration + plan lookup (scene-change check)
             vis_in = vis if pair.vis.prepared is None else pair.vis.prepared
-            ir_in = pair.ir.prepared if pair.ir.prepared is not None and aligned is ir else aligned
+            ir_in = aligned if pair.ir.prepared is None else pair.ir.prepared  # prepared only when not aligned here
             fused = self.fuser(vis_in, ir_in, plan=plan)
             call_s = time.perf_counter() - t1
             timings = self.fuser.timings

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfuse.errors import RtfuseError
+from rtfuse.model.color import luminance
 from rtfuse.model.config import FusionConfig
 
 FEATURE_DIM = 512
@@ -71,10 +72,6 @@ def add_lora(visual: nn.Module, rank: int) -> nn.Module:
 HISTOGRAM_BINS = 16
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-
-
 def detail_maps(x: torch.Tensor) -> torch.Tensor:
     """|Laplacian|, |d/dx| and |d/dy| of the luminance at the input's own resolution, (B,3,H,W).
 
@@ -82,7 +79,7 @@ def detail_maps(x: torch.Tensor) -> torch.Tensor:
     input size; their energy measured first and then averaged down survives. The two oriented
     maps tell streaks (rain: near-vertical, so mostly horizontal gradients) from isotropic noise.
     """
-    y = _luma(x)
+    y = luminance(x)
     lap = y[..., 1:-1, 1:-1] * 4 - y[..., :-2, 1:-1] - y[..., 2:, 1:-1] - y[..., 1:-1, :-2] - y[..., 1:-1, 2:]
     dx = y[..., 1:-1, 2:] - y[..., 1:-1, :-2]
     dy = y[..., 2:, 1:-1] - y[..., :-2, 1:-1]
@@ -95,7 +92,7 @@ def luma_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> torch.Tensor:
     Exposure problems are about where the mass sits: a clipped highlight bin (overexposure), a
     crowded dark end (low light), a histogram squeezed towards grey (haze).
     """
-    y = _luma(x).flatten(1).clamp(0, 1)
+    y = luminance(x).flatten(1).clamp(0, 1)
     centres = torch.linspace(0, 1, bins, device=x.device, dtype=x.dtype)
     weights = (1 - (y[:, :, None] - centres).abs() * (bins - 1)).clamp(min=0)
     return weights.mean(1)
