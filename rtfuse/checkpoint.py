@@ -101,6 +101,24 @@ def load_checkpoint(path: str | Path, config: FusionConfig | None = None) -> tup
     return model.eval(), payload.get("metadata", {})
 
 
+def read_dagm(path: str | Path) -> tuple[FusionConfig, dict[str, torch.Tensor]]:
+    """The config and DAGM tensors of a checkpoint, whatever the rest of its network looks like.
+
+    Stage 2 takes only the degradation module from stage 1, so a stage-1 checkpoint stays usable
+    after the fusion network's layout changes.
+    """
+    payload = read_checkpoint(path)
+    try:
+        cfg = FusionConfig.from_dict(payload["config"])
+    except (RtfuseError, TypeError) as exc:
+        raise RtfuseError(f"{path}: invalid model config in checkpoint: {exc}") from None
+    prefix = "dagm."
+    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise RtfuseError(f"{path}: checkpoint holds no DAGM tensors")
+    return cfg, state
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from rtfuse.checkpoint import load_checkpoint, save_checkpoint
+from rtfuse.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from rtfuse.errors import RtfuseError
 from rtfuse_train.trainer import EPOCHS_CSV
 
@@ -43,7 +43,7 @@ def package_weights(stage2: str | Path, out: str | Path, note: str = "") -> Path
     dagm = meta.get("dagm")
     if not dagm or not Path(dagm).is_file():
         raise RtfuseError(f"{stage2}: its stage-1 checkpoint {dagm!r} is not here; package where it was trained")
-    _, stage1 = load_checkpoint(dagm)
+    stage1 = read_checkpoint(dagm).get("metadata", {})  # metadata only: the network around its DAGM may differ
     card: dict[str, Any] = {
         **meta,
         "stage1_command": stage1.get("command"),

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtfuse.checkpoint import load_checkpoint, save_checkpoint
+from rtfuse.checkpoint import read_dagm, save_checkpoint
+from rtfuse.errors import RtfuseError
 from rtfuse.model import TASK_FUSION, TASK_RECON, FusionNet, get_config
 from rtfuse.model.color import luminance
 from rtfuse_train.data import DegradedPairs, SourcePair, load_sources, split_sources
@@ -137,10 +138,14 @@ class Stage2Options:
 
 def build_model(opts: Stage2Options) -> FusionNet:
     """A fresh fusion network of ``opts.model`` carrying the stage-1 DAGM."""
-    stage1, _ = load_checkpoint(opts.dagm)
-    cfg = replace(get_config(opts.model), **{k: getattr(stage1.cfg, k) for k in ("encoder", "encoder_size", "clip_model", "lora_rank", "classes")})
+    stage1_cfg, dagm_state = read_dagm(opts.dagm)
+    dagm_keys = ("deg_dim", "encoder", "encoder_size", "clip_model", "lora_rank", "classes")
+    cfg = replace(get_config(opts.model), **{k: getattr(stage1_cfg, k) for k in dagm_keys})
     model = FusionNet(cfg)
-    model.dagm.load_state_dict(stage1.dagm.state_dict())
+    try:
+        model.dagm.load_state_dict(dagm_state)
+    except RuntimeError as exc:
+        raise RtfuseError(f"{opts.dagm}: its DAGM does not fit model {opts.model!r}: {exc}") from None
     return model
 
 

@@ -283,3 +283,18 @@ def test_stage2_cli_trains_on_a_frozen_stage1_dagm_and_packages_the_weights(shar
         assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2)
     assert train_main(["package", str(stage1), "-o", str(tmp_path / "x.pt")]) == 2
     assert "not a stage-2 checkpoint" in capsys.readouterr().err
+
+
+def test_stage2_takes_only_the_dagm_from_a_stage1_checkpoint_of_another_layout(tmp_path):
+    from rtfuse.checkpoint import save_checkpoint
+    from rtfuse.model import create_model
+    from rtfuse_train.stage2 import Stage2Options
+    from rtfuse_train.stage2 import build_model as build_stage2_model
+
+    torch.manual_seed(0)
+    stage1 = create_model("rt-dense")  # a fusion network of another layout around the same DAGM
+    path = save_checkpoint(tmp_path / "stage1.pt", stage1)
+    model = build_stage2_model(Stage2Options(out=tmp_path / "rt.pt", dagm=path, model="rt"))
+    assert model.cfg.name == "rt" and model.cfg.num_experts == 8
+    for name, tensor in stage1.dagm.state_dict().items():
+        assert torch.equal(model.dagm.state_dict()[name], tensor), name
