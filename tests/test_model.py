@@ -11,6 +11,7 @@ from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
 from rtfuse.model.color import rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import get_config
 from rtfuse.model.dagm import DAGM
+from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,34 @@ def test_chroma_comes_from_enhanced_visible(model):
     inside = ((out.fused > 0.001) & (out.fused < 0.999)).all(1, keepdim=True).expand(-1, 2, -1, -1)
     assert inside.float().mean() > 0.5  # the comparison covers most pixels (no clipping there)
     torch.testing.assert_close(fused_ycc[:, 1:][inside], vis_ycc[:, 1:][inside], atol=1e-5, rtol=0)
+
+
+def test_laplacian_is_the_replicate_padded_convolution():
+    x = torch.rand(2, 1, 13, 17)
+    kernel = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]).view(1, 1, 3, 3)
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), kernel)
+    torch.testing.assert_close(laplacian(x), expected, atol=1e-6, rtol=0)
+
+
+def test_light_curves_brighten_dark_pixels_within_range():
+    x = torch.linspace(0, 1, 11).view(1, 1, 1, 11).expand(1, 3, 1, 11)
+    assert torch.equal(light_enhancement_curves(x, torch.zeros(1, 1, 1, 11), 8), x)
+    out = light_enhancement_curves(x, torch.full((1, 1, 1, 11), 0.5), 8)
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out[..., 1:-1] > x[..., 1:-1]).all() and out[..., 0].eq(0).all() and out[..., -1].eq(1).all()
+
+
+@pytest.mark.parametrize("h, w", [(32, 48), (29, 31)])
+def test_derain_starts_as_identity_and_keeps_any_size(h, w):
+    derain = Derain(get_config("rt"))
+    x = torch.rand(1, 3, h, w)
+    torch.testing.assert_close(derain(x), x)
+    torch.nn.init.normal_(derain.net[-1].weight, std=0.1)
+    out = derain(x)
+    assert out.shape == x.shape
+    rain = x - out  # gray: the same layer leaves every channel (up to the clamp)
+    inside = ((out > 0) & (out < 1)).all(1, keepdim=True).expand_as(rain)
+    torch.testing.assert_close(rain[:, 0][inside[:, 0]], rain[:, 1][inside[:, 1]], atol=1e-6, rtol=0)
 
 
 def test_ycbcr_round_trip():

@@ -30,7 +30,7 @@ class FusionConfig:
 
     name: str = "rt"
     channels: tuple[int, ...] = (8, 16, 32, 64)  # per branch, one entry per U-Net level
-    stem: int = 2  # the first level runs at H/stem (PixelUnshuffle: lossless space-to-depth)
+    stem: int = 4  # the first level runs at H/stem (PixelUnshuffle: lossless space-to-depth)
     expert_expansion: float = 1.0  # expert hidden width = channels * expansion
     num_experts: int = 8
     top_k: int = 2
@@ -40,7 +40,7 @@ class FusionConfig:
     pkdm: bool = True  # physics-based pre-enhancement on (off: the ablation "without PKDM")
     pkdm_scale: int = 8  # PKDM parameter nets run at 1/pkdm_scale resolution
     pkdm_width: int = 16
-    lowlight_iterations: int = 8
+    lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
     encoder: str = "lite"  # DAGM backend: "lite" or "clip"
     encoder_size: int = 128  # lite encoder input side

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtfuse.model.color import luminance
 from rtfuse.model.config import FusionConfig
 
 STAGES = ("dehaze", "lowlight", "derain")
@@ -40,14 +41,15 @@ def dehaze(image: torch.Tensor, airlight: torch.Tensor, transmission: torch.Tens
     return ((image - airlight) / transmission.clamp(min=t0) + airlight).clamp(0.0, 1.0)
 
 
-def light_enhancement_curves(image: torch.Tensor, curves: torch.Tensor) -> torch.Tensor:
-    """Zero-DCE curves: x <- x + r_k x (1 - x), r_k in (-1, 1); positive r brightens (eq. 2).
+def light_enhancement_curves(image: torch.Tensor, curve: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Zero-DCE curves: x <- x + r x (1 - x), r in (-1, 1); positive r brightens (eq. 2).
 
-    ``curves`` is (B, N, H, W), one map per iteration shared by the colour channels.
+    ``curve`` is (B, 1, H, W): one map shared by the colour channels and, as in Zero-DCE++,
+    by every iteration (one upsampled map instead of one per iteration).
     """
     x = image
-    for k in range(curves.shape[1]):
-        x = torch.addcmul(x, curves[:, k : k + 1], x - x * x)
+    for _ in range(iterations):
+        x = torch.addcmul(x, curve, x - x * x)
     return x
 
 
@@ -74,34 +76,50 @@ class Dehaze(nn.Module):
 class LowLight(nn.Module):
     def __init__(self, cfg: FusionConfig):
         super().__init__()
-        self.scale = cfg.pkdm_scale
-        self.net = _param_net(3, cfg.pkdm_width, cfg.lowlight_iterations)
+        self.scale, self.iterations = cfg.pkdm_scale, cfg.lowlight_iterations
+        self.net = _param_net(3, cfg.pkdm_width, 1)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, vis: torch.Tensor) -> torch.Tensor:
-        curves = _upscale(torch.tanh(self.net(_downscale(vis, self.scale))), vis.shape[-2:])
-        return light_enhancement_curves(vis, curves).clamp(0.0, 1.0)
+        curve = _upscale(torch.tanh(self.net(_downscale(vis, self.scale))), vis.shape[-2:])
+        return light_enhancement_curves(vis, curve, self.iterations).clamp(0.0, 1.0)
 
 
 class Derain(nn.Module):
-    """Predicts the rain layer at full resolution (streaks are thin) with a depthwise-separable CNN."""
+    """Predicts a gray rain layer (streaks are thin and nearly achromatic) from the luminance and
+    removes it from every colour channel. The CNN runs on 4x4 blocks rearranged into channels
+    (PixelUnshuffle): full-resolution output at a sixteenth of the positions."""
 
     def __init__(self, cfg: FusionConfig):
         super().__init__()
-        width = 2 * 3
+        self.block = 4
+        width = self.block * self.block
         self.net = nn.Sequential(
-            nn.Conv2d(3, 3, 3, padding=1, groups=3),
-            nn.Conv2d(3, width, 1),
+            nn.Conv2d(width, width, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1, groups=width),
-            nn.Conv2d(width, 3, 1),
+            nn.Conv2d(width, width, 3, padding=1),
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, vis: torch.Tensor) -> torch.Tensor:
-        return (vis - self.net(vis)).clamp(0.0, 1.0)
+        y = luminance(vis)
+        h, w = y.shape[-2:]
+        ph, pw = (-h) % self.block, (-w) % self.block
+        y = F.pad(y, (0, pw, 0, ph), mode="replicate") if ph or pw else y
+        rain = F.pixel_shuffle(self.net(F.pixel_unshuffle(y, self.block)), self.block)[..., :h, :w]
+        return (vis - rain).clamp(0.0, 1.0)
+
+
+def laplacian(image: torch.Tensor) -> torch.Tensor:
+    """4-neighbour Laplacian (4 x centre - neighbours) with replicated borders.
+
+    Written as shifted slices rather than a convolution so compilers fuse it with its neighbours.
+    """
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    centre = p[..., 1:-1, 1:-1]
+    return 4 * centre - p[..., :-2, 1:-1] - p[..., 2:, 1:-1] - p[..., 1:-1, :-2] - p[..., 1:-1, 2:]
 
 
 class IRSharpen(nn.Module):
@@ -110,12 +128,9 @@ class IRSharpen(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.strength = nn.Parameter(torch.tensor(0.1))
-        kernel = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
-        self.register_buffer("kernel", kernel.view(1, 1, 3, 3), persistent=False)
 
     def forward(self, ir: torch.Tensor) -> torch.Tensor:
-        lap = F.conv2d(F.pad(ir, (1, 1, 1, 1), mode="replicate"), self.kernel)
-        return (ir + self.strength * lap).clamp(0.0, 1.0)
+        return (ir + self.strength * laplacian(ir)).clamp(0.0, 1.0)
 
 
 class PKDM(nn.Module):
