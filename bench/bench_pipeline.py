@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rtfuse.fuser import Fuser
-from rtfuse.pipeline import Pipeline, PipelineConfig
+from rtfuse.pipeline import Pipeline, PipelineConfig, engine_threads
 
 DATA = Path(os.environ.get("RTFUSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--publish", default="tcp://127.0.0.1:*")
     parser.add_argument("--checkpoint", help="weights to run (default: the shipped ones)")
+    parser.add_argument("--threads", type=int, help="engine torch threads (default: as `rtfuse run`, cores - 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads or engine_threads())
     m2vd = DATA / "video" / "m2vd"
     cfg = PipelineConfig(vis=str(m2vd / "vi" / f"{args.clip}.mp4"), ir=str(m2vd / "ir" / f"{args.clip}.mp4"),
                          frames=args.frames, publish=args.publish)

@@ -20,7 +20,7 @@ from rtfuse.calib import Calibration, RegistrationStats
 from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser, _unit_tensor, prepare_infrared, prepare_visible, to_uint8_image
 from rtfuse.imageio import read_image, write_image
-from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, scene_changed, scene_signature
+from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, engine_threads, scene_changed, scene_signature
 from rtfuse.profiling import STAGES, Profiler, load_report
 from rtfuse.publish import Subscriber
 
@@ -297,3 +297,8 @@ def test_conversions_round_trip_uint8_frames():
     out_of_range = torch.tensor([-0.3, 0.5, 1.7]).view(1, 1, 1, 3)
     assert to_uint8_image(out_of_range)[0, :, 0].tolist() == [0, 128, 255]  # clipped, never mirrored
 
+
+
+def test_engine_leaves_one_core_to_the_decoders():
+    assert [engine_threads(n) for n in (1, 2, 4, 16)] == [1, 1, 3, 15]
+    assert engine_threads() >= 1

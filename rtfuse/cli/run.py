@@ -38,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     eng.add_argument("--scene-threshold", type=float, default=0.1,
                      help="thumbnail difference that counts as a scene change")
     add_engine_arguments(parser)
+    eng.add_argument("--threads", type=int, metavar="N",
+                     help="torch threads for the engine (default: one fewer than the CPU cores, at least 1; "
+                          "the capture threads decode on the core left)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                      help="ZeroMQ endpoint to bind (default %(default)s)")
@@ -60,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import threading
 
+    import torch
     from tqdm import tqdm
 
     from rtfuse.fuser import Fuser
-    from rtfuse.pipeline import Pipeline, PipelineConfig, sigint_stops
+    from rtfuse.pipeline import Pipeline, PipelineConfig, engine_threads, sigint_stops
     from rtfuse.profiling import summary
+
+    torch.set_num_threads(args.threads or engine_threads())
 
     cfg = PipelineConfig(
         vis=args.vis, ir=args.ir, mode=args.mode, fps=args.fps, rate=args.rate, frames=args.frames,
