@@ -51,7 +51,7 @@ def engine_threads(cores: int | None = None) -> int:
     """Torch threads for the engine while two capture threads decode: all cores but one.
 
     On a 2-core machine an engine with two OpenMP threads waits at every parallel region for the
-    thread that a decoder pre-empted; one thread fuses faster there (15.7 vs 13.3 FPS, README).
+    thread that a decoder pre-empted; one thread fuses faster there (aoti: 15.6-16.1 vs 13.3 FPS, README).
     """
     return max(1, (cores or os.cpu_count() or 1) - 1)
 
