@@ -302,3 +302,30 @@ def test_conversions_round_trip_uint8_frames():
 def test_engine_leaves_one_core_to_the_decoders():
     assert [engine_threads(n) for n in (1, 2, 4, 16)] == [1, 1, 3, 15]
     assert engine_threads() >= 1
+
+
+_RSS_AFTER_FREE = """
+import os, sys
+from rtfuse.pipeline import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+page = os.sysconf("SC_PAGE_SIZE")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+before = rss()
+block = bytearray(64 << 20)  # zero-filled: every page touched
+del block
+print(kept, (rss() - before) >> 20)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc to read the resident size")
+def test_freed_frame_memory_stays_mapped_for_the_next_frame():
+    def run(mode: str) -> tuple[bool, int]:
+        out = subprocess.run([sys.executable, "-c", _RSS_AFTER_FREE, mode], capture_output=True, text=True, check=True)
+        kept, grown = out.stdout.split()
+        return kept == "True", int(grown)
+
+    kept, grown = run("keep")
+    if not kept:
+        pytest.skip("not glibc: keep_freed_memory is a no-op here")
+    assert grown >= 60  # the 64 MB stay in the process, ready for the next allocation
+    assert run("default")[1] < 16  # without it glibc unmaps the block at once
