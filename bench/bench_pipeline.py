@@ -5,7 +5,7 @@ raw frames on loopback. Reports sustained FPS, glass-to-glass p50/p99, pipeline 
     .venv/bin/python bench/bench_pipeline.py [--clip 0111_1716] [--frames 150] [--threads N]
 
 Like `rtfuse run`, it leaves one core to the decoders and keeps freed memory mapped
-(``rtfuse.pipeline.keep_freed_memory``).
+(``rtfuse.pipeline.prepare_process``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from rtfuse.fuser import Fuser
-from rtfuse.pipeline import Pipeline, PipelineConfig, engine_threads, keep_freed_memory
+from rtfuse.pipeline import Pipeline, PipelineConfig, prepare_process
 
 DATA = Path(os.environ.get("RTFUSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -31,8 +31,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="weights to run (default: the shipped ones)")
     parser.add_argument("--threads", type=int, help="engine torch threads (default: as `rtfuse run`, cores - 1)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads or engine_threads())
-    kept = keep_freed_memory()
+    kept = prepare_process(args.threads)
     m2vd = DATA / "video" / "m2vd"
     cfg = PipelineConfig(vis=str(m2vd / "vi" / f"{args.clip}.mp4"), ir=str(m2vd / "ir" / f"{args.clip}.mp4"),
                          frames=args.frames, publish=args.publish)

@@ -73,13 +73,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _config(path: str | Path, payload: dict[str, Any]) -> FusionConfig:
+    try:
+        return FusionConfig.from_dict(payload["config"])
+    except (RtfuseError, TypeError) as exc:
+        raise RtfuseError(f"{path}: invalid model config in checkpoint: {exc}") from None
+
+
 def load_checkpoint(path: str | Path, config: FusionConfig | None = None) -> tuple[FusionNet, dict[str, Any]]:
     """Rebuild the model from the checkpoint's own config (or check it against ``config``)."""
     payload = read_checkpoint(path)
-    try:
-        cfg = FusionConfig.from_dict(payload["config"])
-    except (RtfuseError, TypeError) as exc:
-        raise RtfuseError(f"{path}: invalid model config in checkpoint: {exc}") from None
+    cfg = _config(path, payload)
     if config is not None and config != cfg:
         raise RtfuseError(f"{path}: checkpoint is model {cfg.name!r}, expected {config.name!r} with matching config")
     model = FusionNet(cfg)
@@ -108,10 +112,7 @@ def read_dagm(path: str | Path) -> tuple[FusionConfig, dict[str, torch.Tensor]]:
     after the fusion network's layout changes.
     """
     payload = read_checkpoint(path)
-    try:
-        cfg = FusionConfig.from_dict(payload["config"])
-    except (RtfuseError, TypeError) as exc:
-        raise RtfuseError(f"{path}: invalid model config in checkpoint: {exc}") from None
+    cfg = _config(path, payload)
     prefix = "dagm."
     state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
     if not state:

@@ -74,6 +74,15 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def prepare_process(threads: int | None = None) -> bool:
+    """Process settings for a live fusion loop: engine threads (default ``engine_threads()``) and
+    freed memory kept mapped. Returns whether the latter took effect (glibc only)."""
+    import torch
+
+    torch.set_num_threads(threads or engine_threads())
+    return keep_freed_memory()
+
+
 @dataclass
 class PipelineConfig:
     """Everything `rtfuse run` can set; the defaults run the synthetic scene live."""

@@ -63,15 +63,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import threading
 
-    import torch
     from tqdm import tqdm
 
     from rtfuse.fuser import Fuser
-    from rtfuse.pipeline import Pipeline, PipelineConfig, engine_threads, keep_freed_memory, sigint_stops
+    from rtfuse.pipeline import Pipeline, PipelineConfig, prepare_process, sigint_stops
     from rtfuse.profiling import summary
 
-    torch.set_num_threads(args.threads or engine_threads())
-    keep_freed_memory()
+    prepare_process(args.threads)
 
     cfg = PipelineConfig(
         vis=args.vis, ir=args.ir, mode=args.mode, fps=args.fps, rate=args.rate, frames=args.frames,

@@ -21,6 +21,7 @@ from torch import nn
 from rtfuse.errors import RtfuseError
 from rtfuse.model.color import luminance
 from rtfuse.model.config import FusionConfig
+from rtfuse.model.pkdm import laplacian
 
 FEATURE_DIM = 512
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -80,7 +81,7 @@ def detail_maps(x: torch.Tensor) -> torch.Tensor:
     maps tell streaks (rain: near-vertical, so mostly horizontal gradients) from isotropic noise.
     """
     y = luminance(x)
-    lap = y[..., 1:-1, 1:-1] * 4 - y[..., :-2, 1:-1] - y[..., 2:, 1:-1] - y[..., 1:-1, :-2] - y[..., 1:-1, 2:]
+    lap = laplacian(y)[..., 1:-1, 1:-1]  # the interior: no padded neighbours
     dx = y[..., 1:-1, 2:] - y[..., 1:-1, :-2]
     dy = y[..., 2:, 1:-1] - y[..., :-2, 1:-1]
     return F.pad(torch.cat((lap.abs(), dx.abs(), dy.abs()), 1), (1, 1, 1, 1), mode="replicate")
