@@ -8,10 +8,11 @@ import torch
 
 from rtfuse.fuser import Fuser
 from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
-from rtfuse.model.color import rgb_to_ycbcr, ycbcr_to_rgb
+from rtfuse.model.color import replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import get_config
 from rtfuse.model.dagm import DAGM
-from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves
+from rtfuse.model.fusionnet import Down
+from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +145,28 @@ def test_light_curves_brighten_dark_pixels_within_range():
     assert (out[..., 1:-1] > x[..., 1:-1]).all() and out[..., 0].eq(0).all() and out[..., -1].eq(1).all()
 
 
+def test_light_curves_iterate_the_zero_dce_curve():
+    x, r = torch.rand(2, 3, 9, 10), torch.rand(2, 1, 9, 10) * 2 - 1
+    expected = x
+    for _ in range(8):
+        expected = expected + r * expected * (1 - expected)
+    torch.testing.assert_close(light_enhancement_curves(x, r, 8), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size, out", [((6, 10), (48, 80)), ((5, 7), (20, 14)), ((60, 80), (480, 640)), ((5, 7), (23, 30))])
+def test_upsample_bilinear_equals_interpolate(size, out):
+    x = torch.rand(2, 2, *size)
+    expected = torch.nn.functional.interpolate(x, size=out, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(upsample_bilinear(x, out), expected, atol=1e-6, rtol=0)
+
+
+def test_down_is_unshuffle_then_pointwise_conv():
+    down = Down(3, 8, 4)
+    x = torch.rand(2, 3, 16, 24)
+    expected = down.conv(torch.nn.functional.pixel_unshuffle(x, 4))
+    torch.testing.assert_close(down(x), expected, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("h, w", [(32, 48), (29, 31)])
 def test_derain_starts_as_identity_and_keeps_any_size(h, w):
     derain = Derain(get_config("rt"))
@@ -160,6 +183,12 @@ def test_derain_starts_as_identity_and_keeps_any_size(h, w):
 def test_ycbcr_round_trip():
     x = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, atol=1e-6, rtol=0)
+
+
+def test_replacing_luminance_keeps_chroma():
+    rgb, y = torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8)
+    expected = ycbcr_to_rgb(torch.cat((y, rgb_to_ycbcr(rgb)[:, 1:]), 1))
+    torch.testing.assert_close(replace_luminance(rgb, y), expected, atol=1e-6, rtol=0)
 
 
 def test_rt_fits_the_cpu_budget(model):

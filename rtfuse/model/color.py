@@ -30,3 +30,12 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
     if rgb.shape[1] == 1:
         return rgb
     return (_KR * rgb[:, 0:1] + _KG * rgb[:, 1:2] + _KB * rgb[:, 2:3])
+
+
+def replace_luminance(rgb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """RGB with its luma replaced by ``y`` and its chroma (Cb, Cr) kept.
+
+    Equal to ``ycbcr_to_rgb(cat(y, rgb_to_ycbcr(rgb)[:, 1:]))``: the luma weights sum to one, so
+    the round trip adds the luma change to every channel. One pass that reads each input once.
+    """
+    return rgb + (y - luminance(rgb))

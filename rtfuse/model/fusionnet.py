@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtfuse.model.color import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from rtfuse.model.color import luminance, replace_luminance
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.dagm import DAGM, Degradation
 from rtfuse.model.dgme import DGME, GateOutput
@@ -66,7 +66,12 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class Down(nn.Module):
-    """PixelUnshuffle + 1x1 conv: lower resolution by lossless rearrangement, then mixing."""
+    """PixelUnshuffle + 1x1 conv: lower resolution by lossless rearrangement, then mixing.
+
+    Computed as the equal convolution with kernel = stride = factor (the 1x1 weights viewed as
+    (out, in, factor, factor)): no rearranged copy of the input, which compilers then keep as one
+    buffer instead of recomputing it for every reader.
+    """
 
     def __init__(self, c_in: int, c_out: int, factor: int = 2):
         super().__init__()
@@ -74,7 +79,9 @@ class Down(nn.Module):
         self.conv = nn.Conv2d(factor * factor * c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pixel_unshuffle(x, self.factor))
+        f = self.factor
+        weight = self.conv.weight.view(self.conv.out_channels, -1, f, f)
+        return F.conv2d(x, weight, self.conv.bias, stride=f)
 
 
 class Up(nn.Module):
@@ -240,8 +247,7 @@ class FusionNet(nn.Module):
         if gray_input:
             fused = fused_y
         else:
-            ycc = rgb_to_ycbcr(vis_e)
-            fused = ycbcr_to_rgb(torch.cat((fused_y, ycc[:, 1:]), 1)).clamp(0.0, 1.0)
+            fused = replace_luminance(vis_e, fused_y).clamp(0.0, 1.0)
 
         out = FusionOutput(fused, fused_y, vis_e, ir_e, gates=gates_by_task)
         if reconstruct:

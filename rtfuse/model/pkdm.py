@@ -32,8 +32,36 @@ def _downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, (h, w))
 
 
-def _upscale(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def _bilinear_phases(factor: int, like: torch.Tensor) -> torch.Tensor:
+    """(3, factor) weights: output ``factor*i + r`` = w[0,r] x[i-1] + w[1,r] x[i] + w[2,r] x[i+1]."""
+    offset = (torch.arange(factor, dtype=torch.float64) + 0.5) / factor - 0.5
+    before, after = (-offset).clamp(min=0), offset.clamp(min=0)
+    return torch.stack((before, 1 - before - after, after)).to(like)
+
+
+def _upsample_axis(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    pad = (0, 0, 1, 1) if dim == -2 else (1, 1, 0, 0)
+    xp = F.pad(x, pad, mode="replicate")
+    w = _bilinear_phases(factor, x)
+    if dim == -2:  # phases on a new axis before the rows' contents: (..., n, factor, W)
+        taps = [xp[..., k : k + n, None, :] * w[k].view(factor, 1) for k in range(3)]
+        return (taps[0] + taps[1] + taps[2]).flatten(-3, -2)
+    taps = [xp[..., k : k + n, None] * w[k] for k in range(3)]
+    return (taps[0] + taps[1] + taps[2]).flatten(-2)
+
+
+def upsample_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)``.
+
+    For whole-number factors it is written as three shifted taps per axis, rows last: compilers
+    turn that into contiguous, vectorised loops, where the generic gather-based resize they
+    generate is several times slower at full resolution (README, engine notes).
+    """
+    (h, w), (sh, sw) = x.shape[-2:], size
+    if sh % h or sw % w or sh < h or sw < w:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return _upsample_axis(_upsample_axis(x, sw // w, -1), sh // h, -2)
 
 
 def dehaze(image: torch.Tensor, airlight: torch.Tensor, transmission: torch.Tensor, t0: float) -> torch.Tensor:
@@ -47,9 +75,11 @@ def light_enhancement_curves(image: torch.Tensor, curve: torch.Tensor, iteration
     ``curve`` is (B, 1, H, W): one map shared by the colour channels and, as in Zero-DCE++,
     by every iteration (one upsampled map instead of one per iteration).
     """
-    x = image
+    # x + r x (1 - x) written as x (1 + r) - r x^2: each step reads x twice, not three times,
+    # which keeps a compiler's inlined expression of the unrolled loop small (2^n, not 3^n).
+    x, gain = image, 1 + curve
     for _ in range(iterations):
-        x = torch.addcmul(x, curve, x - x * x)
+        x = x * gain - curve * torch.square(x)
     return x
 
 
@@ -68,7 +98,7 @@ class Dehaze(nn.Module):
 
     def forward(self, vis: torch.Tensor) -> torch.Tensor:
         p = self.net(_downscale(vis, self.scale))
-        transmission = _upscale(torch.sigmoid(p[:, :1]), vis.shape[-2:])
+        transmission = upsample_bilinear(torch.sigmoid(p[:, :1]), vis.shape[-2:])
         airlight = torch.sigmoid(p[:, 1:].mean((2, 3), keepdim=True) + 2.0)
         return dehaze(vis, airlight, transmission, self.t0)
 
@@ -82,7 +112,7 @@ class LowLight(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, vis: torch.Tensor) -> torch.Tensor:
-        curve = _upscale(torch.tanh(self.net(_downscale(vis, self.scale))), vis.shape[-2:])
+        curve = upsample_bilinear(torch.tanh(self.net(_downscale(vis, self.scale))), vis.shape[-2:])
         return light_enhancement_curves(vis, curve, self.iterations).clamp(0.0, 1.0)
 
 
