@@ -27,6 +27,17 @@ EXPORTABLE = ("aoti", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def inductor_options(device: str) -> dict[str, bool]:
+    """Inductor settings for the folded network on ``device``.
+
+    On CPU, Inductor's layout optimisation stores every convolution input channels-last, the
+    3-channel full-resolution images included, and the element-wise PKDM and output passes over
+    them then compile to scalar loops with stride-3 loads. Off, those passes are vectorised and
+    the network is 10-15% faster (README, inference engines). GPUs keep the default.
+    """
+    return {"layout_optimization": False} if torch.device(device).type == "cpu" else {}
+
+
 def check_precision(precision: str, device: str) -> torch.dtype:
     if precision not in PRECISIONS:
         raise RtfuseError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -110,7 +121,8 @@ class CompiledEngine(Engine):
     ):
         super().__init__(model, plan, device)
         self.folded = folded_module(model, plan, device, precision, channels_last)
-        self.fn = torch.compile(self.folded, dynamic=False)  # one stream, one size: static kernels
+        # one stream, one size: static kernels
+        self.fn = torch.compile(self.folded, dynamic=False, options=inductor_options(device))
 
     def _apply_plan(self, plan: Plan) -> None:
         refold(self.folded, plan)
@@ -185,7 +197,9 @@ class AOTIEngine(_ArtifactEngine):
             # keep every weight a named constant: inductor would inline small (<= 8) bias vectors
             # into the code, and plan tensors must stay updatable
             torch._inductor.aoti_compile_and_package(
-                program, package_path=str(out), inductor_configs={"always_keep_tensor_constants": True}
+                program,
+                package_path=str(out),
+                inductor_configs={"always_keep_tensor_constants": True, **inductor_options(inputs[0].device.type)},
             )
 
 
