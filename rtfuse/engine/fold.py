@@ -19,7 +19,7 @@ from torch import nn
 
 from rtfuse.errors import RtfuseError
 from rtfuse.model import DGME, FusionNet, LayerPlan, Plan
-from rtfuse.model.color import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from rtfuse.model.color import luminance, replace_luminance
 from rtfuse.model.fusionnet import _pad_to_multiple
 
 
@@ -152,8 +152,7 @@ class FoldedNet(nn.Module):
                 y = self.ups[j - 1](y) + skips[len(skips) - 1 - j]
             y = layer(y)
         fused_y = (torch.maximum(luminance(vis_e), ir_e) + self.head(y)[..., :h, :w]).clamp(0.0, 1.0)
-        chroma = rgb_to_ycbcr(vis_e)[:, 1:]
-        return ycbcr_to_rgb(torch.cat((fused_y, chroma), 1)).clamp(0.0, 1.0).float()
+        return replace_luminance(vis_e, fused_y).clamp(0.0, 1.0).float()
 
 
 def plan_tensors(folded: FoldedNet, plan: Plan) -> dict[str, torch.Tensor]:
