@@ -57,6 +57,17 @@ def test_end_of_file_ends_the_stream_cleanly(tmp_path: Path):
     assert frames[0].image.shape == (48, 64, 3)
 
 
+def test_video_files_decode_on_one_thread(tmp_path: Path):
+    write_video(tmp_path / "clip.mp4", 3)
+    src = open_source(str(tmp_path / "clip.mp4"), "vis")
+    src.open()
+    try:
+        assert src._cap.get(cv2.CAP_PROP_N_THREADS) == 1
+        assert src.read().image.shape == (48, 64, 3)
+    finally:
+        src.close()
+
+
 def test_frame_folder_is_read_in_name_order(shared_data: Path):
     folder = shared_data / "llvip" / "ir"
     src = open_source(str(folder), "ir", fps=25)
