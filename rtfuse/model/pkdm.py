@@ -56,10 +56,10 @@ def upsample_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     For whole-number factors it is written as three shifted taps per axis, rows last: compilers
     turn that into contiguous, vectorised loops, where the generic gather-based resize they
-    generate is several times slower at full resolution (README, engine notes).
+    generate is several times slower at full resolution (README, "Written for the compiler").
     """
     (h, w), (sh, sw) = x.shape[-2:], size
-    if sh % h or sw % w or sh < h or sw < w:
+    if sh % h or sw % w:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     return _upsample_axis(_upsample_axis(x, sw // w, -1), sh // h, -2)
 
