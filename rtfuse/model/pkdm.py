@@ -33,10 +33,13 @@ def _downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def _bilinear_phases(factor: int, like: torch.Tensor) -> torch.Tensor:
-    """(3, factor) weights: output ``factor*i + r`` = w[0,r] x[i-1] + w[1,r] x[i] + w[2,r] x[i+1]."""
-    offset = (torch.arange(factor, dtype=torch.float64) + 0.5) / factor - 0.5
-    before, after = (-offset).clamp(min=0), offset.clamp(min=0)
-    return torch.stack((before, 1 - before - after, after)).to(like)
+    """(3, factor) weights: output ``factor*i + r`` = w[0,r] x[i-1] + w[1,r] x[i] + w[2,r] x[i+1].
+
+    Computed in Python and made a tensor in one step: this runs for every frame on the eager path.
+    """
+    offsets = [(r + 0.5) / factor - 0.5 for r in range(factor)]
+    before, after = [max(-o, 0.0) for o in offsets], [max(o, 0.0) for o in offsets]
+    return like.new_tensor([before, [1 - b - a for b, a in zip(before, after)], after])
 
 
 def _upsample_axis(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
