@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -163,6 +164,55 @@ def test_aoti_package_matches_eager_and_updates_constants(model, aoti, crops, pl
         vis, ir = crops[0]
         assert (engine(vis, ir) - _eager(model, plans[0], vis, ir)).abs().max().item() <= TOL
     assert switch_s < 1.0
+
+
+@pytest.mark.slow
+def test_aoti_engine_releases_the_gil_while_it_runs(model, aoti, crops, plans):
+    """Another Python thread keeps running during the engine call (capture decodes meanwhile).
+
+    A thread that held the GIL through the run would leave the heartbeat thread a gap as long
+    as the run itself; released, the heartbeats go on beside it.
+    """
+    engine = load_engine(aoti, model, plans[0], state_dict_sha256(model))
+    vis, ir = crops[0]
+    calls: list[tuple[float, float]] = []
+    beats: list[float] = []
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.is_set():
+            beats.append(time.perf_counter())
+            time.sleep(0)  # hand the GIL back at once
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    try:
+        with torch.inference_mode():
+            for _ in range(30):
+                t0 = time.perf_counter()
+                engine.runner(vis, ir)
+                calls.append((t0, time.perf_counter()))
+                time.sleep(0.002)
+    finally:
+        done.set()
+        thread.join()
+    stamps = np.array(beats)
+    gaps = []
+    for t0, t1 in calls:
+        around = stamps[(stamps > t0 - 0.05) & (stamps < t1 + 0.05)]
+        spans = np.minimum(around[1:], t1) - np.maximum(around[:-1], t0)  # gap overlap with the call
+        gaps.append(spans.max() / (t1 - t0) if len(spans) else 1.0)
+    assert np.median(gaps) < 0.5, f"longest heartbeat gap per call / call time: median {np.median(gaps):.2f}"
+
+
+@pytest.mark.slow
+def test_aoti_package_is_refused_when_not_a_package(model, aoti, plans, tmp_path):
+    artifact, sidecar = artifact_paths(aoti, "aoti")
+    broken = tmp_path / "broken"
+    shutil.copy(sidecar, broken.with_name("broken.json"))
+    broken.with_name("broken.pt2").write_bytes(b"not a zip archive")
+    with pytest.raises(RtfuseError, match="not an AOTInductor package"):
+        load_engine(broken, model, plans[0], state_dict_sha256(model))
 
 
 @pytest.mark.slow

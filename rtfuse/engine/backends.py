@@ -13,8 +13,10 @@ import logging
 import os
 import time
 from pathlib import Path
+
 import torch
 
+from rtfuse.engine.aoti_abi import load_aoti_model
 from rtfuse.engine.artifact import Sidecar, artifact_paths
 from rtfuse.engine.fold import FoldedNet, dense_plan, fold, plan_tensors, refold
 from rtfuse.errors import RtfuseError
@@ -163,14 +165,17 @@ class _ArtifactEngine(Engine):
 
 
 class AOTIEngine(_ArtifactEngine):
-    """A loaded AOTInductor package; plan switch = ``load_constants`` of the plan tensors only."""
+    """A loaded AOTInductor package; plan switch = the plan constants rewritten in place.
+
+    On CPU the package runs through its C interface, which releases the GIL (engine.aoti_abi).
+    """
 
     name = "aoti"
 
     def __init__(self, model: FusionNet, plan: Plan, artifact: Path, model_hash: str, device: str = "cpu"):
         super().__init__(model, plan, artifact, model_hash, device)
-        self.runner = torch._inductor.aoti_load_package(str(artifact))
-        fqns = set(self.runner.get_constant_fqns())
+        self.runner = load_aoti_model(artifact, device)
+        fqns = set(self.runner.constant_fqns())
         self.plan_names = list(plan_tensors(self.folded, plan))
         absent = [n for n in self.plan_names if n not in fqns]
         if absent:
@@ -180,7 +185,7 @@ class AOTIEngine(_ArtifactEngine):
     def _push(self) -> None:
         """Point the package's plan constants at the template's tensors (no copy; refold writes them)."""
         state = dict(self.folded.named_parameters()) | dict(self.folded.named_buffers())
-        self.runner.load_constants({n: state[n].detach() for n in self.plan_names}, check_full_update=False, user_managed=True)
+        self.runner.use_constants({n: state[n] for n in self.plan_names})
 
     def _apply_plan(self, plan: Plan) -> None:
         refold(self.folded, plan)
@@ -188,7 +193,7 @@ class AOTIEngine(_ArtifactEngine):
 
     def __call__(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         self.check_shape(vis)
-        return self.runner(vis, ir)
+        return self.runner(vis, ir)[0]
 
     @staticmethod
     def build(folded: FoldedNet, out: Path, inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
