@@ -252,6 +252,8 @@ def test_fuser_runs_an_exported_engine(model, aoti, plans, shared_data):
         expected = eager(vis, ir, plan=plan)
         assert np.abs(engine(vis, ir, plan=plan).astype(int) - expected.astype(int)).max() <= 1
     assert "plan_switch" in engine.timings
+    grey = np.ascontiguousarray(vis[..., 1])  # reaches the engine as a channel-expanded view
+    assert np.abs(engine(grey, ir, plan=plans[1]).astype(int) - eager(grey, ir, plan=plans[1]).astype(int)).max() <= 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

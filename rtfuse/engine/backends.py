@@ -156,12 +156,15 @@ class _ArtifactEngine(Engine):
             raise RtfuseError(f"{artifact}: engine artifact missing (sidecar {sidecar_path} exists)")
         self.folded = folded_module(model, plan, device, self.sidecar.precision, self.sidecar.channels_last)
 
-    def check_shape(self, vis: torch.Tensor) -> None:
+    def inputs(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Size-checked, contiguous inputs: an exported program is compiled for its example inputs'
+        layout, and a grey visible frame arrives as a channel-expanded view of one plane."""
         h, w = vis.shape[-2:]
         if (h, w) != (self.sidecar.height, self.sidecar.width):
             raise RtfuseError(
                 f"{self.artifact}: engine takes {self.sidecar.width}x{self.sidecar.height} (WxH), got {w}x{h}; export one for this size"
             )
+        return vis.contiguous(), ir.contiguous()
 
 
 class AOTIEngine(_ArtifactEngine):
@@ -192,8 +195,7 @@ class AOTIEngine(_ArtifactEngine):
         self._push()
 
     def __call__(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        self.check_shape(vis)
-        return self.runner(vis, ir)[0]
+        return self.runner(*self.inputs(vis, ir))[0]
 
     @staticmethod
     def build(folded: FoldedNet, out: Path, inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -231,8 +233,7 @@ class TensorRTEngine(_ArtifactEngine):
         self.module = refit_module_weights(self.module, program, arg_inputs=self.inputs, in_place=True)
 
     def __call__(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        self.check_shape(vis)
-        return self.module(vis, ir)
+        return self.module(*self.inputs(vis, ir))
 
     @staticmethod
     def build(folded: FoldedNet, out: Path, inputs: tuple[torch.Tensor, torch.Tensor], precision: str) -> None:
