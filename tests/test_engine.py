@@ -4,6 +4,7 @@ plan switches are weight updates (no recompilation), artifacts are checked by th
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 import time
@@ -19,6 +20,7 @@ from rtfuse.engine import (
     EagerEngine,
     Sidecar,
     artifact_paths,
+    create_engine,
     dense_plan,
     embed_kernel,
     export_engine,
@@ -213,6 +215,23 @@ def test_aoti_package_is_refused_when_not_a_package(model, aoti, plans, tmp_path
     broken.with_name("broken.pt2").write_bytes(b"not a zip archive")
     with pytest.raises(RtfuseError, match="not an AOTInductor package"):
         load_engine(broken, model, plans[0], state_dict_sha256(model))
+
+
+@pytest.mark.slow
+def test_aoti_engine_is_built_on_first_use_and_cached(model, crops, plans, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("RTFUSE_CACHE", str(tmp_path))
+    vis, ir = crops[0]
+    size = {"model_hash": state_dict_sha256(model), "height": vis.shape[-2], "width": vis.shape[-1]}
+    with caplog.at_level(logging.WARNING, logger="rtfuse"):
+        create_engine("aoti", model, plans[0], **size)
+    assert "building the aoti engine for 128x96, once" in caplog.text  # said at the default log level
+    assert len(list((tmp_path / "engines").glob("*.pt2"))) == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rtfuse"):
+        again = create_engine("aoti", model, plans[1], **size)
+    assert "building" not in caplog.text
+    with torch.inference_mode():
+        assert (again(vis, ir) - _eager(model, plans[1], vis, ir)).abs().max().item() <= TOL
 
 
 @pytest.mark.slow

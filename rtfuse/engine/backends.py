@@ -340,7 +340,9 @@ def create_engine(
         artifact = cache_dir() / tag
         built, _ = artifact_paths(artifact, backend)
         if not built.is_file():
-            log.info("building %s engine for %dx%d (once; cached in %s)", backend, width, height, built)
+            # a minute or more of silence otherwise: say it at the default log level
+            log.warning("building the %s engine for %dx%d, once (about a minute on a small CPU; cached in %s)",
+                        backend, width, height, built)
             export_engine(backend, model, plan, artifact, height=height, width=width, model_hash=model_hash, device=device, precision=prec)
     return load_engine(artifact, model, plan, model_hash, device)
 
