@@ -544,7 +544,9 @@ class Pipeline:
         self.profiler.meta = {
             "vis": cfg.vis, "ir": cfg.ir, "mode": self.mode, "publish": cfg.publish, "encoding": cfg.encoding,
             "record": cfg.record, "recorded_frames": recorder.frames if recorder else 0,
-            "engine": type(self.fuser).__name__, "source_retries": sum(t.retried for t in threads),
+            "engine": getattr(self.fuser, "backend", type(self.fuser).__name__),
+            "source_fps": min((src.fps for src in self.sources.values() if src.fps), default=None),
+            "source_retries": sum(t.retried for t in threads),
         }
         report = self.profiler.report()
         if cfg.profile:

@@ -21,7 +21,7 @@ from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser, _unit_tensor, prepare_infrared, prepare_visible, to_uint8_image
 from rtfuse.imageio import read_image, write_image
 from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, engine_threads, scene_changed, scene_signature
-from rtfuse.profiling import STAGES, Profiler, load_report
+from rtfuse.profiling import STAGES, Profiler, load_report, summary
 from rtfuse.publish import Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,6 +238,15 @@ def test_sigint_stops_a_live_run_within_2s_with_the_recording_finalised(tmp_path
     assert report["meta"]["mode"] == "live" and report["frames"] >= recorded
     assert "glass-to-glass p50/p95/p99" in stdout
     assert headers[0]["label"] and headers[0]["plan"]
+
+
+def test_summary_hints_at_a_compiled_engine_when_eager_falls_behind():
+    profiler = Profiler()
+    for k in range(6):  # 15 published frames per second
+        profiler.add({s: 0.001 for s in STAGES}, 0.05, 100.0 + k / 15, 0.06)
+    for engine, source_fps, hinted in (("eager", 30.0, True), ("aoti", 30.0, False), ("eager", 15.0, False)):
+        profiler.meta = {"engine": engine, "source_fps": source_fps}
+        assert ("--backend aoti" in summary(profiler.report())) == hinted
 
 
 def test_profile_cli_prints_and_plots(fuser: Fuser, tmp_path: Path):
