@@ -19,6 +19,7 @@ from rtfuse.engine import (
     CompiledEngine,
     EagerEngine,
     Sidecar,
+    aoti_abi,
     artifact_paths,
     create_engine,
     dense_plan,
@@ -205,6 +206,19 @@ def test_aoti_engine_releases_the_gil_while_it_runs(model, aoti, crops, plans):
         spans = np.minimum(around[1:], t1) - np.maximum(around[:-1], t0)  # gap overlap with the call
         gaps.append(spans.max() / (t1 - t0) if len(spans) else 1.0)
     assert np.median(gaps) < 0.5, f"longest heartbeat gap per call / call time: median {np.median(gaps):.2f}"
+
+
+@pytest.mark.slow
+def test_aoti_package_without_the_c_functions_runs_through_torch(model, aoti, crops, plans, monkeypatch, caplog):
+    """A package from a torch whose AOTInductor runtime lacks a function still runs (GIL held)."""
+    monkeypatch.setitem(aoti_abi._SIGNATURES, "AOTInductorNoSuchFunction", [])
+    with caplog.at_level(logging.WARNING, logger="rtfuse"):
+        engine = load_engine(aoti, model, plans[0], state_dict_sha256(model))
+    assert "lacks AOTInductorNoSuchFunction" in caplog.text
+    assert isinstance(engine.runner, aoti_abi.PackageLoaderModel)
+    vis, ir = crops[0]
+    with torch.inference_mode():
+        assert (engine(vis, ir) - _eager(model, plans[0], vis, ir)).abs().max().item() <= TOL
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ back with torch's ``torch._C._aoti`` helpers.
 from __future__ import annotations
 
 import ctypes
+import logging
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import torch
 
 from rtfuse.errors import RtfuseError
+
+log = logging.getLogger(__name__)
 
 _Handle = ctypes.c_void_p
 _SIZE = ctypes.POINTER(ctypes.c_size_t)
@@ -72,6 +75,10 @@ def _model_library(package: Path, into: str) -> str:
         raise RtfuseError(f"{package}: not an AOTInductor package ({exc}); re-export it") from None
 
 
+class MissingInterface(RtfuseError):
+    """The package was built by a torch whose AOTInductor runtime lacks a function used here."""
+
+
 class AOTIModel:
     """One model of a CPU AOTInductor package: ``model(*inputs) -> list of outputs``.
 
@@ -83,7 +90,13 @@ class AOTIModel:
         if torch.device(device).type != "cpu":
             raise RtfuseError(f"AOTIModel runs CPU packages; {device} packages load with torch's package loader")
         with tempfile.TemporaryDirectory(prefix="rtfuse-aoti-") as tmp:
-            self._lib = ctypes.CDLL(_model_library(Path(package), tmp))  # mapped; the file may go
+            try:
+                self._lib = ctypes.CDLL(_model_library(Path(package), tmp))  # mapped; the file may go
+            except OSError as exc:
+                raise RtfuseError(f"{package}: cannot load its model library ({exc}); re-export it") from None
+        missing = [name for name in _SIGNATURES if not hasattr(self._lib, name)]
+        if missing:
+            raise MissingInterface(f"{package}: its model library lacks {', '.join(missing)}")
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(self._lib, name)
             fn.argtypes, fn.restype = argtypes, ctypes.c_int32
@@ -166,4 +179,10 @@ class PackageLoaderModel:
 
 def load_aoti_model(package: str | Path, device: str) -> AOTIModel | PackageLoaderModel:
     """CPU packages through the C interface (GIL released while they run), others through torch."""
-    return AOTIModel(package) if torch.device(device).type == "cpu" else PackageLoaderModel(package)
+    if torch.device(device).type != "cpu":
+        return PackageLoaderModel(package)
+    try:
+        return AOTIModel(package)
+    except MissingInterface as exc:
+        log.warning("%s; running it through torch's loader, which holds the GIL while it runs", exc)
+        return PackageLoaderModel(package)
