@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rtfuse.fuser import Fuser
 from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
 from rtfuse.model.color import replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
-from rtfuse.model.config import get_config
+from rtfuse.model.config import FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
 from rtfuse.model.fusionnet import Down
 from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
@@ -178,6 +179,23 @@ def test_derain_starts_as_identity_and_keeps_any_size(h, w):
     rain = x - out  # gray: the same layer leaves every channel (up to the clamp)
     inside = ((out > 0) & (out < 1)).all(1, keepdim=True).expand_as(rain)
     torch.testing.assert_close(rain[:, 0][inside[:, 0]], rain[:, 1][inside[:, 1]], atol=1e-6, rtol=0)
+
+
+def test_highpass_derain_removes_no_block_average():
+    """A thin-streak layer: over every 4x4 block it adds up to zero, so it cannot shift brightness."""
+    derain = Derain(get_config("rt-derain-hp"))
+    assert derain.highpass
+    torch.manual_seed(0)
+    torch.nn.init.normal_(derain.net[-1].weight, std=0.02)
+    vis = 0.5 + 0.1 * torch.rand(1, 3, 32, 48)
+    rain = vis - derain(vis)  # no clamping: the layer is far below 0.4 here
+    assert rain.abs().max() > 1e-3
+    torch.testing.assert_close(F.avg_pool2d(rain, 4), torch.zeros(1, 3, 8, 12), atol=1e-6, rtol=0)
+
+
+def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
+    old = {k: v for k, v in get_config("rt-derain-hp").to_dict().items() if k != "derain_highpass"}
+    assert FusionConfig.from_dict(old).derain_highpass is False
 
 
 def test_ycbcr_round_trip():

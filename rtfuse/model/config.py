@@ -40,6 +40,9 @@ class FusionConfig:
     pkdm: bool = True  # physics-based pre-enhancement on (off: the ablation "without PKDM")
     pkdm_scale: int = 8  # PKDM parameter nets run at 1/pkdm_scale resolution
     pkdm_width: int = 16
+    # Derain predicts streaks only: its layer has zero mean over every 4x4 block, so it cannot
+    # shift brightness (README, "What PKDM does to the visible input"; config rt-derain-hp).
+    derain_highpass: bool = False
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
     encoder: str = "lite"  # DAGM backend: "lite" or "clip"
@@ -85,6 +88,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     # Ablations of the paper's Table 5 (same training budget as rt).
     "rt-nopkdm": FusionConfig(name="rt-nopkdm", pkdm=False),
     "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0),
+    # Experiment, not shipped: PKDM closer to the clean image, lower fusion scores (README, training).
+    "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),
 }
 
 
