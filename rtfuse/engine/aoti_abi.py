@@ -86,9 +86,7 @@ class AOTIModel:
     where they are, so writing those tensors in place changes what the next run computes.
     """
 
-    def __init__(self, package: str | Path, device: str = "cpu"):
-        if torch.device(device).type != "cpu":
-            raise RtfuseError(f"AOTIModel runs CPU packages; {device} packages load with torch's package loader")
+    def __init__(self, package: str | Path):
         with tempfile.TemporaryDirectory(prefix="rtfuse-aoti-") as tmp:
             try:
                 self._lib = ctypes.CDLL(_model_library(Path(package), tmp))  # mapped; the file may go
