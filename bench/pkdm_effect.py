@@ -1,6 +1,7 @@
 """What PKDM does to the visible input under each robustness cell: mean absolute error against the
 clean visible image of the degraded input and after each pre-enhancement stage (dehaze, low light,
-derain; the last is PKDM's output), plus the labels DAGM gives the degraded pairs. Same inputs as bench/robustness.py (degradations seeded by name).
+derain; the last is PKDM's output), plus the labels DAGM gives the degraded pairs. Same inputs
+as bench/robustness.py (degradations seeded by name).
 
     python bench/pkdm_effect.py --data ../shared/data/msrs --data ../shared/data/llvip --limit 3 \
         [--checkpoint rtfuse/weights/rt.pt]
@@ -31,8 +32,8 @@ from rtfuse.model.pkdm import STAGES, blend
 def visible_errors(fuser: Fuser, vis: np.ndarray, ir: np.ndarray, cell: str, name: str) -> dict:
     """MAE against the clean visible image of the degraded input and after each PKDM stage."""
     deg_vis, deg_ir = degrade_sources(vis, ir, cell, name)
-    plan = fuser.plan_for(deg_vis, deg_ir)
     v, i = prepare_visible(deg_vis), prepare_infrared(deg_ir)
+    plan = fuser.plan_for(v, i)
     v3 = v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1)
     clean = torch.from_numpy(to_float01(vis if vis.ndim == 3 else np.repeat(vis[..., None], 3, axis=2)))
     clean = clean.permute(2, 0, 1)[None]

@@ -183,16 +183,12 @@ class AOTIEngine(_ArtifactEngine):
         absent = [n for n in self.plan_names if n not in fqns]
         if absent:
             raise RtfuseError(f"{artifact}: plan tensors are not updatable constants of the package (e.g. {absent[0]}); re-export it")
-        self._push()
-
-    def _push(self) -> None:
-        """Point the package's plan constants at the template's tensors (no copy; refold writes them)."""
+        # the package reads its plan constants from the template's tensors, which refold rewrites in place
         state = dict(self.folded.named_parameters()) | dict(self.folded.named_buffers())
         self.runner.use_constants({n: state[n] for n in self.plan_names})
 
     def _apply_plan(self, plan: Plan) -> None:
         refold(self.folded, plan)
-        self._push()
 
     def __call__(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         return self.runner(*self.inputs(vis, ir))[0]
