@@ -25,13 +25,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rtfuse.degrade import CLASSES, DEGRADATIONS, class_targets, degrade_batch
+from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import check_same_size, pair_folders, read_image, rgb_to_gray
+from rtfuse.model.color import luminance
 
 log = logging.getLogger(__name__)
 
 SPLIT_SALT = "rtfuse-split-v1"  # changing it reshuffles every split; keep it fixed
+_COMPOSITE_NAMES = tuple(sorted(COMPOSITES))
 
 
 @dataclass(frozen=True)
@@ -259,17 +261,25 @@ class DegradedPairs(PairCrops):
     class equally often: item i uses source i mod n and class (i div n) mod len(CLASSES).
     ``whole=True`` (evaluation of recognition) degrades and shrinks the whole frame, unflipped:
     what the runtime's DAGM sees when it plans a clip.
+    ``composites`` is the share of samples that get a composite scene (night fog, rainy night, hazy
+    glare) instead; ``gray_visible`` the share whose visible camera is monochrome (clean and
+    degraded visible both replaced by their luma). Neither draws random numbers when 0, so runs
+    without them keep their exact sample streams.
     """
 
     def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
                  severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
                  scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False,
-                 whole: bool = False):
+                 whole: bool = False, composites: float = 0.0, gray_visible: float = 0.0):
         super().__init__(sources, size, length, seed, scale, flip and not whole)
         self.native = native  # size x size crops at the source's pixel scale (fusion: detail statistics)
         self.whole = whole
         if not 0.0 < severity[0] <= severity[1] <= 1.0:
             raise RtfuseError(f"severity range must satisfy 0 < low <= high <= 1, got {severity}")
+        for name, share in (("composites", composites), ("gray_visible", gray_visible)):
+            if not 0.0 <= share <= 1.0:
+                raise RtfuseError(f"{name} share must be in [0, 1], got {share}")
+        self.composites, self.gray_visible = composites, gray_visible
         self.severity, self.balanced = severity, balanced
         self.kinds = kinds_by_class()
 
@@ -292,13 +302,18 @@ class DegradedPairs(PairCrops):
             cls = CLASSES[int(rng.integers(len(CLASSES)))]
         options = self.kinds[cls]
         kind = options[int(rng.integers(len(options)))]
+        if self.composites > 0.0 and rng.uniform() < self.composites:
+            kind = _COMPOSITE_NAMES[int(rng.integers(len(_COMPOSITE_NAMES)))]
         sev = 0.0 if kind == "clean" else float(rng.uniform(*self.severity))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         vis, ir = degrade_batch(torch.from_numpy(native_vis)[None], torch.from_numpy(native_ir)[None], [kind], [sev], gen)
         vis, ir = torch.from_numpy(resize_chw(vis[0], self.size)), torch.from_numpy(resize_chw(ir[0], self.size))
+        clean_vis = item["vis"]
+        if self.gray_visible > 0.0 and rng.uniform() < self.gray_visible:
+            clean_vis, vis = (luminance(v[None])[0].expand(3, -1, -1).contiguous() for v in (clean_vis, vis))
         target = class_targets([] if kind == "clean" else [(kind, sev)])
         label = int(np.argmax(target))
-        item.update(clean_vis=item["vis"], clean_ir=item["ir"], vis=vis, ir=ir, kind=kind,
+        item.update(clean_vis=clean_vis, clean_ir=item["ir"], vis=vis, ir=ir, kind=kind,
                     label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))
         return item
 

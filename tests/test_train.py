@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Subset
 
 from rtfuse.checkpoint import load_checkpoint
-from rtfuse.degrade import CLASSES
+from rtfuse.degrade import CLASSES, class_targets
 from rtfuse.errors import RtfuseError
 from rtfuse_train.cli import main as train_main
 from rtfuse_train.data import (DegradedPairs, PairCrops, SourcePair, kinds_by_class, load_pair_folder, load_video_pair,
@@ -87,6 +87,28 @@ def test_degraded_samples_are_pure_functions_of_seed_epoch_index(msrs):
             assert 0.2 <= float(item["severity"]) <= 1.0
         if item["kind"] not in ("clean", "blur"):  # defocus under half a pixel is the identity on 64 px crops
             assert not torch.equal(item["vis"], item["clean_vis"]) or not torch.equal(item["ir"], item["clean_ir"])
+
+
+def test_composite_and_monochrome_samples_leave_the_default_stream_alone(msrs):
+    """The options add scenes the runtime meets (night fog, a mono visible camera) without
+    changing the samples of runs that do not ask for them."""
+    plain = DegradedPairs(msrs, 64, 24, seed=3, native=True)
+    off = DegradedPairs(msrs, 64, 24, seed=3, native=True, composites=0.0, gray_visible=0.0)
+    for i in range(24):
+        assert plain[i]["kind"] == off[i]["kind"] and torch.equal(plain[i]["vis"], off[i]["vis"])
+    both = DegradedPairs(msrs, 64, 24, seed=3, native=True, composites=1.0, gray_visible=1.0)
+    for i in range(24):
+        item = both[i]
+        assert item["kind"] in ("night_fog", "rainy_night", "hazy_glare")
+        assert item["label"] == int(np.argmax(class_targets([(item["kind"], 1.0)])))
+        for key in ("vis", "clean_vis"):  # monochrome: three equal channels, the luma of the colour one
+            assert torch.equal(item[key][0], item[key][1]) and torch.equal(item[key][1], item[key][2])
+        assert not torch.equal(item["vis"], item["clean_vis"])
+    colour = plain[0]["clean_vis"]
+    mono = DegradedPairs(msrs, 64, 24, seed=3, native=True, gray_visible=1.0)[0]["clean_vis"]
+    assert torch.allclose(mono[0], 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2], atol=1e-3)
+    with pytest.raises(RtfuseError, match="share"):
+        DegradedPairs(msrs, 64, 4, composites=1.5)
 
 
 def test_balanced_evaluation_set_covers_every_class_per_source(msrs):
@@ -260,7 +282,8 @@ def test_stage2_cli_trains_on_a_frozen_stage1_dagm_and_packages_the_weights(shar
     assert train_main(["stage1", *data, "--cache-side", "96", "--out", str(stage1), "--size", "64", "--samples-per-epoch", "16",
                        "--batch-size", "8", "--eval-repeats", "1", "--epochs", "1"]) == 0
     assert train_main(["stage2", *data, "--dagm", str(stage1), "--out", str(stage2), "--size", "32",
-                       "--samples-per-epoch", "8", "--batch-size", "4", "--epochs", "1"]) == 0
+                       "--samples-per-epoch", "8", "--batch-size", "4", "--epochs", "1",
+                       "--composites", "0.5", "--gray-visible", "0.25"]) == 0
     capsys.readouterr()
     steps = _rows(tmp_path / "rt_run" / "steps.csv")
     assert len(steps) == 2
@@ -269,6 +292,7 @@ def test_stage2_cli_trains_on_a_frozen_stage1_dagm_and_packages_the_weights(shar
     first, _ = load_checkpoint(stage1)
     trained, meta = load_checkpoint(stage2)
     assert meta["stage"] == 2 and meta["dagm"] == str(stage1)
+    assert meta["composites"] == 0.5 and meta["gray_visible"] == 0.25
     for a, b in zip(first.dagm.state_dict().values(), trained.dagm.state_dict().values()):
         assert torch.equal(a, b)  # DAGM frozen
 

@@ -17,6 +17,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--samples-per-epoch", type=int, default=2048)
     data.add_argument("--test-fraction", type=float, default=0.2, help="share of source groups held out")
     data.add_argument("--severity", type=float, nargs=2, default=(0.2, 1.0), metavar=("LOW", "HIGH"))
+    data.add_argument("--composites", type=float, default=0.0, metavar="SHARE",
+                      help="share of training samples with a composite scene: night_fog, rainy_night, hazy_glare (default 0)")
+    data.add_argument("--gray-visible", type=float, default=0.0, metavar="SHARE",
+                      help="share of training samples whose visible camera is monochrome (default 0)")
     model = parser.add_argument_group("model")
     model.add_argument("--dagm", type=Path, required=True, help="stage-1 checkpoint (its DAGM is frozen)")
     model.add_argument("--model", default="rt", help="rt, or an ablation: rt-nopkdm, rt-dense")
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     opts = Stage2Options(out=args.out, dagm=args.dagm, model=args.model, pairs=args.pairs,
                          videos=[tuple(v) for v in args.video], every=args.every, size=args.size,
                          samples_per_epoch=args.samples_per_epoch, test_fraction=args.test_fraction,
-                         severity_range=tuple(args.severity), weights=weights, train=cfg)
+                         severity_range=tuple(args.severity), composites=args.composites,
+                         gray_visible=args.gray_visible, weights=weights, train=cfg)
     result = run_stage2(opts, resume=args.resume)
     if result.exported is None:
         return 0
