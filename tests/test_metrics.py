@@ -388,3 +388,36 @@ def test_published_sd_and_vif_come_from_uint8_arithmetic(tno_comparison):
     gap = max(_rel(o["VIF_faithful"], published[(i, m)]["VIF"]) for i, m, o in sampled)
     print(f"faithful vifp_mscale vs published VIF: largest relative gap {gap:.1%}")
     assert gap > 0.1  # the faithful metric really differs from the table
+
+
+def test_detail_bound_is_the_stronger_source_per_pixel(tmp_path):
+    """bench/detail_bound.py: with one flat source the bound is the other's AG and SF; with two
+    sources whose edges lie apart it exceeds both."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    textured = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    flat = np.full((48, 64), 90, np.uint8)
+    left = textured.copy()
+    left[:, 32:] = 90
+    right = textured.copy()
+    right[:, :32] = 90
+    for name, (vis, ir) in {"flat_vis": (flat, textured), "apart": (left, right)}.items():
+        for sub, img in (("vi", vis), ("ir", ir)):
+            (tmp_path / name / sub).mkdir(parents=True)
+            cv2.imwrite(str(tmp_path / name / sub / "a.png"), img)
+    script = Path(__file__).resolve().parents[1] / "bench" / "detail_bound.py"
+    out = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "flat_vis"), "--data",
+                          str(tmp_path / "apart")], capture_output=True, text=True, check=True).stdout
+    result = json.loads(out[: out.index("\n}") + 2])
+    one = result[str(tmp_path / "flat_vis")]
+    assert one["AG_vis"] == 0 and one["AG_bound"] == pytest.approx(average_gradient(textured))
+    assert one["SF_bound"] == pytest.approx(spatial_frequency(textured))
+    two = result[str(tmp_path / "apart")]
+    assert two["AG_bound"] > max(two["AG_vis"], two["AG_ir"]) + 1.0
+    assert two["SF_bound"] > max(two["SF_vis"], two["SF_ir"]) + 1.0

@@ -19,12 +19,26 @@ def standard_deviation(img: np.ndarray, uint8_arithmetic: bool = False) -> float
     return float(np.std(f))
 
 
+def squared_differences(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared vertical and horizontal first differences: SF's per-pixel terms."""
+    f = img.astype(np.float64)
+    return np.diff(f, axis=0) ** 2, np.diff(f, axis=1) ** 2
+
+
 def spatial_frequency(img: np.ndarray) -> float:
     """sqrt(RF^2 + CF^2): RMS of vertical and of horizontal first differences."""
+    rows, cols = squared_differences(img)
+    return float(np.sqrt(rows.mean() + cols.mean()))
+
+
+def gradient_map(img: np.ndarray) -> np.ndarray:
+    """sqrt((gx^2 + gy^2) / 2) per pixel with MATLAB ``gradient`` (central inside, one-sided at
+    the edges): AG's per-pixel term."""
     f = img.astype(np.float64)
-    rf2 = np.mean(np.diff(f, axis=0) ** 2)
-    cf2 = np.mean(np.diff(f, axis=1) ** 2)
-    return float(np.sqrt(rf2 + cf2))
+    if min(f.shape) < 2:
+        raise ValueError("average gradient needs an image of at least 2x2 pixels")
+    gy, gx = np.gradient(f)
+    return np.sqrt((gx * gx + gy * gy) / 2.0)
 
 
 def average_gradient(img: np.ndarray, matlab_divisor: bool = True) -> float:
@@ -33,11 +47,7 @@ def average_gradient(img: np.ndarray, matlab_divisor: bool = True) -> float:
     ``matlab_divisor`` divides the sum by (rows-1)(cols-1) as ``AG_evaluation.m`` does
     (slightly larger than the plain mean the Python evaluators use).
     """
-    f = img.astype(np.float64)
-    if min(f.shape) < 2:
-        raise ValueError("average gradient needs an image of at least 2x2 pixels")
-    gy, gx = np.gradient(f)  # MATLAB ``gradient``: central inside, one-sided at the edges
-    s = np.sqrt((gx * gx + gy * gy) / 2.0)
+    s = gradient_map(img)
     if matlab_divisor:
-        return float(s.sum() / ((f.shape[0] - 1) * (f.shape[1] - 1)))
+        return float(s.sum() / ((s.shape[0] - 1) * (s.shape[1] - 1)))
     return float(s.mean())
