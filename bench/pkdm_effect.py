@@ -26,6 +26,7 @@ from robustness import CELLS
 from rtfuse.evaluate import degrade_sources
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
 from rtfuse.imageio import pair_folders, read_image, to_float01
+from rtfuse.model.color import as_rgb
 from rtfuse.model.pkdm import STAGES, blend
 
 
@@ -34,7 +35,7 @@ def visible_errors(fuser: Fuser, vis: np.ndarray, ir: np.ndarray, cell: str, nam
     deg_vis, deg_ir = degrade_sources(vis, ir, cell, name)
     v, i = prepare_visible(deg_vis), prepare_infrared(deg_ir)
     plan = fuser.plan_for(v, i)
-    v3 = v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1)
+    v3 = as_rgb(v)
     clean = torch.from_numpy(to_float01(vis if vis.ndim == 3 else np.repeat(vis[..., None], 3, axis=2)))
     clean = clean.permute(2, 0, 1)[None]
     pkdm = fuser.model.pkdm

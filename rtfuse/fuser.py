@@ -15,6 +15,7 @@ from rtfuse.engine import BACKENDS, Engine, create_engine, model_sha256, require
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import check_same_hw, rgb_to_gray, to_float01
 from rtfuse.model import FusionNet, Plan, create_model
+from rtfuse.model.color import as_rgb
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class Fuser:
     def plan_for(self, vis: FrameInput, ir: FrameInput) -> Plan:
         """Degradation vector -> expert plan for a clip (run once, off the hot path)."""
         v, i = self._tensors(vis, ir)
-        return self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
+        return self.model.plan_for(as_rgb(v), i)
 
     @torch.inference_mode()
     def __call__(self, vis: FrameInput, ir: FrameInput, plan: Plan | None = None) -> np.ndarray:
@@ -197,14 +198,14 @@ class Fuser:
         t1 = time.perf_counter()
         timings = {"preprocess": t1 - t0}
         if plan is None:
-            plan = self.model.plan_for(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
+            plan = self.model.plan_for(as_rgb(v), i)
             timings["plan"] = time.perf_counter() - t1
             t1 = time.perf_counter()
         self.timings = timings
         if self.backend == "eager":
             fused = self.model(v, i, plan=plan).fused
         else:
-            fused = self.engine(plan, v.shape[-2], v.shape[-1])(v if v.shape[1] == 3 else v.expand(-1, 3, -1, -1), i)
+            fused = self.engine(plan, v.shape[-2], v.shape[-1])(as_rgb(v), i)
         t2 = time.perf_counter()
         out = to_uint8_image(fused)
         timings.update(inference=t2 - t1, postprocess=time.perf_counter() - t2)

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import check_same_size, pair_folders, read_image, rgb_to_gray
-from rtfuse.model.color import luminance
+from rtfuse.model.color import as_rgb, luminance
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ class DegradedPairs(PairCrops):
         vis, ir = torch.from_numpy(resize_chw(vis[0], self.size)), torch.from_numpy(resize_chw(ir[0], self.size))
         clean_vis = item["vis"]
         if self.gray_visible > 0.0 and rng.uniform() < self.gray_visible:
-            clean_vis, vis = (luminance(v[None])[0].expand(3, -1, -1).contiguous() for v in (clean_vis, vis))
+            clean_vis, vis = (as_rgb(luminance(v[None]))[0].contiguous() for v in (clean_vis, vis))
         target = class_targets([] if kind == "clean" else [(kind, sev)])
         label = int(np.argmax(target))
         item.update(clean_vis=clean_vis, clean_ir=item["ir"], vis=vis, ir=ir, kind=kind,

@@ -25,6 +25,11 @@ def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     return torch.stack((r, g, b), 1)
 
 
+def as_rgb(img: torch.Tensor) -> torch.Tensor:
+    """(B,1|3,H,W) -> (B,3,H,W): a grey image as a view with its channel repeated."""
+    return img if img.shape[1] == 3 else img.expand(-1, 3, -1, -1)
+
+
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) -> (B,1,H,W) luma; a single channel passes through."""
     if rgb.shape[1] == 1:

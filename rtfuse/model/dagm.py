@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfuse.errors import RtfuseError
-from rtfuse.model.color import luminance
+from rtfuse.model.color import as_rgb, luminance
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.pkdm import laplacian
 
@@ -204,8 +204,7 @@ class DAGM(nn.Module):
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> Degradation:
         """Raw (pre-PKDM) frames in: the vector must describe the input's degradation."""
-        vis3 = vis if vis.shape[1] == 3 else vis.expand(-1, 3, -1, -1)
-        both = self.encoder.encode(torch.cat((vis3, ir.expand(-1, 3, -1, -1)), 0))
+        both = self.encoder.encode(torch.cat((as_rgb(vis), as_rgb(ir)), 0))
         f_vis, f_ir = both.chunk(2, 0)
         d = self.mlp(f_vis * f_ir)
         return Degradation(d, self.classifier(d), torch.sigmoid(self.severity(d)).squeeze(1))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtfuse.model.color import luminance, replace_luminance
+from rtfuse.model.color import as_rgb, luminance, replace_luminance
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.dagm import DAGM, Degradation
 from rtfuse.model.dgme import DGME, GateOutput
@@ -195,7 +195,7 @@ class FusionNet(nn.Module):
         """
         h, w = vis.shape[-2:]
         gray_input = vis.shape[1] == 1
-        vis3 = vis.expand(-1, 3, -1, -1) if gray_input else vis
+        vis3 = as_rgb(vis)
         noisy = self.training if noisy is None else noisy
 
         if plan is not None:
