@@ -6,9 +6,10 @@ as bench/robustness.py (degradations seeded by name).
     python bench/pkdm_effect.py --data ../shared/data/msrs --data ../shared/data/llvip --limit 3 \
         [--checkpoint rtfuse/weights/rt.pt]
 
-Prints JSON (per cell: the MAEs, label counts, mean stage strengths) and a
-markdown table. Read with the robustness table: a pre-enhancement may raise fusion scores while
-moving the visible image away from the clean one (e.g. by adding contrast), and the other way round.
+Prints JSON (per cell: the MAEs, the chroma (Cb, Cr) MAE of the input and of PKDM's output,
+label counts, mean stage strengths) and a markdown table. Read with the robustness table: a
+pre-enhancement may raise fusion scores while moving the visible image away from the clean one
+(e.g. by adding contrast), and the other way round.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from robustness import CELLS
 from rtfuse.evaluate import degrade_sources
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
 from rtfuse.imageio import pair_folders, read_image, to_float01
-from rtfuse.model.color import as_rgb
+from rtfuse.model.color import as_rgb, rgb_to_ycbcr
 from rtfuse.model.pkdm import STAGES, blend
 
 
@@ -51,7 +52,11 @@ def visible_errors(fuser: Fuser, vis: np.ndarray, ir: np.ndarray, cell: str, nam
     errors = {"input": float((v3 - clean).abs().mean())}
     for stage, (before, after), strength in zip(STAGES, seen, plan.blend):
         errors[stage] = float((blend(before, after, torch.tensor([strength])) - clean).abs().mean())
-    return {"mae": errors, "label": plan.label, "blend": plan.blend}
+    enhanced = blend(*seen[-1], torch.tensor([plan.blend[-1]])).clamp(0.0, 1.0)
+    clean_chroma = rgb_to_ycbcr(clean)[:, 1:]
+    chroma = {name: float((rgb_to_ycbcr(img)[:, 1:] - clean_chroma).abs().mean())
+              for name, img in (("input", v3), ("pkdm", enhanced))}
+    return {"mae": errors, "chroma": chroma, "label": plan.label, "blend": plan.blend}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,17 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         report[cell] = {
             "pairs": len(rows),
             "mae": {k: float(np.mean([r["mae"][k] for r in rows])) for k in rows[0]["mae"]},
+            "chroma": {k: float(np.mean([r["chroma"][k] for r in rows])) for k in rows[0]["chroma"]},
             "labels": dict(Counter(r["label"] for r in rows).most_common()),
             "strengths": dict(zip(STAGES, np.mean([r["blend"] for r in rows], axis=0).round(3).tolist())),
         }
         print(f"{cell}: {report[cell]}", file=sys.stderr)
-    lines = ["| degradation | MAE input | after dehaze | after low light | after derain (PKDM output) | DAGM labels "
-             "| strengths dehaze / low light / derain |", "|---|---|---|---|---|---|---|"]
+    lines = ["| degradation | MAE input | after dehaze | after low light | after derain (PKDM output) "
+             "| chroma MAE input | chroma MAE PKDM output | DAGM labels | strengths dehaze / low light / derain |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for cell, r in report.items():
         labels = ", ".join(f"{k} {n}" for k, n in r["labels"].items())
         strengths = " / ".join(f"{v:.2f}" for v in r["strengths"].values())
         mae = " | ".join(f"{v:.3f}" for v in r["mae"].values())
-        lines.append(f"| {cell} | {mae} | {labels} | {strengths} |")
+        chroma = " | ".join(f"{v:.4f}" for v in r["chroma"].values())
+        lines.append(f"| {cell} | {mae} | {chroma} | {labels} | {strengths} |")
     print(json.dumps(report, indent=1))
     print("\n".join(lines))
     return 0

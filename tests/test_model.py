@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rtfuse.degrade import degrade_pair
 from rtfuse.fuser import Fuser
 from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
 from rtfuse.model.color import replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
@@ -120,15 +121,24 @@ def test_every_expert_gets_gradient_in_training():
         assert layer.gate.w_gate.weight.grad.abs().sum() > 0
 
 
-def test_chroma_comes_from_enhanced_visible(model):
-    torch.manual_seed(6)
-    vis, ir = torch.rand(1, 3, 40, 56) * 0.6 + 0.2, torch.rand(1, 1, 40, 56)
+def test_chroma_comes_from_the_visible_camera_not_from_pkdm():
+    """PKDM enhances what the fusion sees; the colour of the output stays the camera's."""
+    model = Fuser.default().model
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:96] / 64.0
+    scene = np.stack([0.5 + 0.3 * np.sin(3 * xx), 0.4 + 0.3 * np.cos(2 * yy), 0.3 + 0.2 * np.sin(2 * xx + yy)], -1)
+    vis = (np.clip(scene + rng.normal(0, 0.03, scene.shape), 0, 1) * 255).astype(np.uint8)
+    ir = (np.clip(0.3 + 0.4 * yy + rng.normal(0, 0.05, yy.shape), 0, 1) * 255).astype(np.uint8)
+    vis, ir = degrade_pair(vis, ir, "haze:0.6,low_light:0.6", seed=1)  # a night fog: PKDM works hard
+    vis = torch.from_numpy(vis).permute(2, 0, 1)[None].float() / 255
+    ir = torch.from_numpy(ir)[None, None].float() / 255
     with torch.no_grad():
         out = model(vis, ir, plan=model.plan_for(vis, ir))
-    fused_ycc, vis_ycc = rgb_to_ycbcr(out.fused), rgb_to_ycbcr(out.vis_enhanced)
+    fused_cc, vis_cc, enhanced_cc = (rgb_to_ycbcr(x)[:, 1:] for x in (out.fused, vis, out.vis_enhanced))
     inside = ((out.fused > 0.001) & (out.fused < 0.999)).all(1, keepdim=True).expand(-1, 2, -1, -1)
     assert inside.float().mean() > 0.5  # the comparison covers most pixels (no clipping there)
-    torch.testing.assert_close(fused_ycc[:, 1:][inside], vis_ycc[:, 1:][inside], atol=1e-5, rtol=0)
+    torch.testing.assert_close(fused_cc[inside], vis_cc[inside], atol=1e-5, rtol=0)
+    assert (enhanced_cc - vis_cc).abs().mean() > 0.005  # PKDM did change the colour here
 
 
 def test_laplacian_is_the_replicate_padded_convolution():

@@ -152,7 +152,7 @@ class FoldedNet(nn.Module):
                 y = self.ups[j - 1](y) + skips[len(skips) - 1 - j]
             y = layer(y)
         fused_y = (torch.maximum(luminance(vis_e), ir_e) + self.head(y)[..., :h, :w]).clamp(0.0, 1.0)
-        return replace_luminance(vis_e, fused_y).clamp(0.0, 1.0).float()
+        return replace_luminance(vis, fused_y).clamp(0.0, 1.0).float()
 
 
 def plan_tensors(folded: FoldedNet, plan: Plan) -> dict[str, torch.Tensor]:

@@ -192,6 +192,10 @@ class FusionNet(nn.Module):
         With ``plan`` only the planned experts run (inference). Otherwise gates come from
         ``d_deg`` (computed by DAGM when not given) with per-sample sparse dispatch; noisy gating
         defaults to the training mode.
+
+        A colour output takes its chroma from the visible input, not from PKDM's enhanced image:
+        PKDM is trained for the luminance the fusion sees, and its colour drifts (under haze it
+        doubled the chroma error against the clean image; bench/pkdm_effect.py measures both).
         """
         h, w = vis.shape[-2:]
         gray_input = vis.shape[1] == 1
@@ -247,7 +251,7 @@ class FusionNet(nn.Module):
         if gray_input:
             fused = fused_y
         else:
-            fused = replace_luminance(vis_e, fused_y).clamp(0.0, 1.0)
+            fused = replace_luminance(vis3, fused_y).clamp(0.0, 1.0)  # the camera's chroma (see the docstring)
 
         out = FusionOutput(fused, fused_y, vis_e, ir_e, gates=gates_by_task)
         if reconstruct:
