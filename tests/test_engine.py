@@ -261,6 +261,7 @@ def test_sidecar_mismatch_is_refused(model, aoti, plans, tmp_path):
     for field, value, message in (
         ("checkpoint_sha256", "0" * 64, "exported from model 000000000000"),
         ("torch", "1.0.0", "built with torch 1.0.0"),
+        ("version", 1, "engine format 1, this rtfuse runs format 2"),
     ):
         copy = tmp_path / field
         shutil.copy(artifact, copy.with_name(copy.name + ".pt2"))

@@ -21,7 +21,7 @@ from rtfuse.errors import RtfuseError
 from rtfuse.model import FusionNet
 
 FORMAT = "rtfuse-engine"
-VERSION = 1
+VERSION = 2  # bump when the exported forward changes; 2: the fused colour takes the input's chroma
 SUFFIX = {"aoti": ".pt2", "tensorrt": ".ep"}
 
 
@@ -73,7 +73,10 @@ class Sidecar:
             raise RtfuseError(f"{path}: unreadable engine sidecar ({exc})") from None
 
     def check(self, path: Path, model_hash: str, device: str) -> None:
-        """Refuse an artifact that was not built for this model, torch and device."""
+        """Refuse an artifact that was not built for this model, torch, device and rtfuse forward."""
+        if self.version != VERSION:
+            raise RtfuseError(f"{path}: engine format {self.version}, this rtfuse runs format {VERSION} "
+                              "(the exported forward changed); re-export it")
         if self.checkpoint_sha256 != model_hash:
             raise RtfuseError(
                 f"{path}: engine was exported from model {self.checkpoint_sha256[:12]}, the running model is "

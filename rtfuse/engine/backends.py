@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from rtfuse.engine.aoti_abi import load_aoti_model
-from rtfuse.engine.artifact import Sidecar, artifact_paths
+from rtfuse.engine.artifact import VERSION, Sidecar, artifact_paths
 from rtfuse.engine.fold import FoldedNet, dense_plan, fold, plan_tensors, refold
 from rtfuse.errors import RtfuseError
 from rtfuse.model import FusionNet, Plan
@@ -332,7 +332,7 @@ def create_engine(
         require_tensorrt(device)
     if artifact is None:
         prec = precision or ("fp16" if backend == "tensorrt" else "fp32")
-        tag = f"{backend}-{model_hash[:16]}-{width}x{height}-{prec}-{device}-torch{torch.__version__}"
+        tag = f"{backend}-v{VERSION}-{model_hash[:16]}-{width}x{height}-{prec}-{device}-torch{torch.__version__}"
         artifact = cache_dir() / tag
         built, _ = artifact_paths(artifact, backend)
         if not built.is_file():
