@@ -157,11 +157,13 @@ def test_light_curves_brighten_dark_pixels_within_range():
 
 
 def test_light_curves_iterate_the_zero_dce_curve():
+    torch.manual_seed(0)
     x, r = torch.rand(2, 3, 9, 10), torch.rand(2, 1, 9, 10) * 2 - 1
     expected = x
     for _ in range(8):
         expected = expected + r * expected * (1 - expected)
-    torch.testing.assert_close(light_enhancement_curves(x, r, 8), expected, atol=1e-6, rtol=0)
+    # the rewritten form rounds differently: up to 8e-6 apart over 300 random draws in float32
+    torch.testing.assert_close(light_enhancement_curves(x, r, 8), expected, atol=2e-5, rtol=0)
 
 
 @pytest.mark.parametrize("size, out", [((6, 10), (48, 80)), ((5, 7), (20, 14)), ((60, 80), (480, 640)), ((5, 7), (23, 30))])
