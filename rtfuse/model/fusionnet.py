@@ -194,8 +194,8 @@ class FusionNet(nn.Module):
         defaults to the training mode.
 
         A colour output takes its chroma from the visible input, not from PKDM's enhanced image:
-        PKDM is trained for the luminance the fusion sees, and its colour drifts (under haze it
-        doubled the chroma error against the clean image; bench/pkdm_effect.py measures both).
+        PKDM is trained for the luminance the fusion sees, and its colour drifts (under haze its
+        chroma error against the clean image was 4-6x the raw frame's; bench/pkdm_effect.py).
         """
         h, w = vis.shape[-2:]
         gray_input = vis.shape[1] == 1
