@@ -28,8 +28,8 @@ def pair_bounds(vis: np.ndarray, ir: np.ndarray) -> dict[str, float]:
     to_gray = get_convention("matlab").to_gray
     v, i = to_gray(vis).astype(np.float64), to_gray(ir).astype(np.float64)
     ag_max = np.maximum(gradient_map(v), gradient_map(i))
-    rows = np.maximum(squared_differences(v)[0], squared_differences(i)[0])
-    cols = np.maximum(squared_differences(v)[1], squared_differences(i)[1])
+    (v_rows, v_cols), (i_rows, i_cols) = squared_differences(v), squared_differences(i)
+    rows, cols = np.maximum(v_rows, i_rows), np.maximum(v_cols, i_cols)
     return {
         "AG_vis": average_gradient(v), "AG_ir": average_gradient(i),
         "AG_bound": float(ag_max.sum() / ((v.shape[0] - 1) * (v.shape[1] - 1))),

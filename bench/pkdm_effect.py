@@ -51,8 +51,9 @@ def visible_errors(fuser: Fuser, vis: np.ndarray, ir: np.ndarray, cell: str, nam
             hook.remove()
     errors = {"input": float((v3 - clean).abs().mean())}
     for stage, (before, after), strength in zip(STAGES, seen, plan.blend):
-        errors[stage] = float((blend(before, after, torch.tensor([strength])) - clean).abs().mean())
-    enhanced = blend(*seen[-1], torch.tensor([plan.blend[-1]])).clamp(0.0, 1.0)
+        enhanced = blend(before, after, torch.tensor([strength]))  # after the loop: PKDM's output
+        errors[stage] = float((enhanced - clean).abs().mean())
+    enhanced = enhanced.clamp(0.0, 1.0)
     clean_chroma = rgb_to_ycbcr(clean)[:, 1:]
     chroma = {name: float((rgb_to_ycbcr(img)[:, 1:] - clean_chroma).abs().mean())
               for name, img in (("input", v3), ("pkdm", enhanced))}
