@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-import cv2
 import numpy as np
+import torch
 
 from rtfuse.imageio import check_same_size, rgb_to_gray, to_float01
+from rtfuse.model.pyramid import laplacian_fusion
+
 
 def _gray_sources(vis: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both sources as float32 grey on 0..255."""
@@ -38,39 +40,10 @@ def fuse_mean(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
     return _to_uint8((v + i) / 2.0)
 
 
-def pyramid_levels(shape: tuple[int, ...], max_levels: int = 4) -> int:
-    """Detail levels such that the coarsest image keeps at least 8 pixels per side."""
-    levels = 0
-    side = min(shape[:2])
-    while levels < max_levels and side // 2 >= 8:
-        side //= 2
-        levels += 1
-    return levels
-
-
-def _laplacian_pyramid(img: np.ndarray, levels: int) -> list[np.ndarray]:
-    pyr = []
-    cur = img
-    for _ in range(levels):
-        down = cv2.pyrDown(cur)
-        up = cv2.pyrUp(down, dstsize=(cur.shape[1], cur.shape[0]))
-        pyr.append(cur - up)
-        cur = down
-    pyr.append(cur)
-    return pyr
-
-
 def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, max_levels: int = 4) -> np.ndarray:
     """Laplacian pyramid fusion: the stronger detail (max |coefficient|) per level, mean base."""
-    v, i = _gray_sources(vis, ir)
-    levels = pyramid_levels(v.shape, max_levels)
-    pv = _laplacian_pyramid(v, levels)
-    pi = _laplacian_pyramid(i, levels)
-    fused = [np.where(np.abs(a) >= np.abs(b), a, b) for a, b in zip(pv[:-1], pi[:-1])]
-    out = (pv[-1] + pi[-1]) / 2.0
-    for detail in reversed(fused):
-        out = cv2.pyrUp(out, dstsize=(detail.shape[1], detail.shape[0])) + detail
-    return _to_uint8(out)
+    v, i = (torch.from_numpy(x)[None, None] for x in _gray_sources(vis, ir))
+    return _to_uint8(laplacian_fusion(v, i, max_levels)[0, 0].numpy())
 
 
 BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"max": fuse_max, "mean": fuse_mean, "laplacian": fuse_laplacian}
