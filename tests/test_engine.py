@@ -101,6 +101,16 @@ def test_fold_equals_sparse_eager_on_real_images(model, frames, plans):
             assert diff <= TOL
 
 
+def test_fold_keeps_the_laplacian_base(frames):
+    torch.manual_seed(1)
+    model = create_model("rt-lap").eval()
+    vis, ir = (x[..., 121:358, 161:478] for x in frames[0])  # odd sizes: the pyramid's borders
+    with torch.inference_mode():
+        plan = model.plan_for(vis, ir)
+        diff = (fold(model, plan)(vis, ir) - _eager(model, plan, vis, ir)).abs().max().item()
+    assert diff <= TOL
+
+
 def test_dense_plan_computes_all_experts_with_the_same_result(model, crops, plans):
     vis, ir = crops[0]
     dense = dense_plan(plans[0], model.cfg.num_experts)

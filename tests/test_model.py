@@ -8,13 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from rtfuse.degrade import degrade_pair
+from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser
 from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
-from rtfuse.model.color import replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from rtfuse.model.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
 from rtfuse.model.fusionnet import Down
 from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
+from rtfuse.model.pyramid import laplacian_fusion
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +210,26 @@ def test_highpass_derain_removes_no_block_average():
 def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
     old = {k: v for k, v in get_config("rt-derain-hp").to_dict().items() if k != "derain_highpass"}
     assert FusionConfig.from_dict(old).derain_highpass is False
+
+
+@pytest.mark.parametrize("base", ["max", "laplacian"])
+def test_fusion_head_corrects_the_configured_base(base):
+    torch.manual_seed(0)
+    model = create_model("rt", base=base).eval()
+    torch.nn.init.zeros_(model.fused_head.conv.weight)  # no correction: the output is the base
+    vis, ir = torch.rand(1, 3, 45, 70), torch.rand(1, 1, 45, 70)
+    with torch.no_grad():
+        out = model(vis, ir)
+    vis_y = luminance(out.vis_enhanced)
+    expected = laplacian_fusion(vis_y, out.ir_enhanced) if base == "laplacian" else torch.maximum(vis_y, out.ir_enhanced)
+    torch.testing.assert_close(out.fused_y, expected.clamp(0, 1), atol=1e-6, rtol=0)
+
+
+def test_checkpoints_from_before_the_base_option_fuse_on_max():
+    old = {k: v for k, v in get_config("rt-lap").to_dict().items() if k != "base"}
+    assert FusionConfig.from_dict(old).base == "max"
+    with pytest.raises(RtfuseError, match="fusion base"):
+        FusionConfig(base="mean")
 
 
 def test_ycbcr_round_trip():

@@ -43,6 +43,11 @@ class FusionConfig:
     # Derain predicts streaks only: its layer has zero mean over every 4x4 block, so it cannot
     # shift brightness (README, "What PKDM does to the visible input"; config rt-derain-hp).
     derain_highpass: bool = False
+    # What the fusion head's residual is added to: the per-pixel maximum of the enhanced sources
+    # ("max", the paper's intensity target), or their Laplacian-pyramid fusion ("laplacian": the
+    # stronger detail at full resolution, which the head, working at H/stem, cannot add by itself).
+    # Checkpoints written before this option existed are "max".
+    base: str = "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
     encoder: str = "lite"  # DAGM backend: "lite" or "clip"
@@ -58,6 +63,8 @@ class FusionConfig:
             raise RtfuseError(f"{len(self.expert_kernels)} expert kernels for {self.num_experts} experts")
         if not 1 <= self.top_k <= self.num_experts:
             raise RtfuseError(f"top_k={self.top_k} must be in 1..{self.num_experts}")
+        if self.base not in ("max", "laplacian"):
+            raise RtfuseError(f"unknown fusion base {self.base!r} (max, laplacian)")
         if self.encoder not in ("lite", "clip"):
             raise RtfuseError(f"unknown DAGM encoder {self.encoder!r} (lite, clip)")
 
@@ -90,6 +97,7 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0),
     # Experiment, not shipped: PKDM closer to the clean image, lower fusion scores (README, training).
     "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),
+    "rt-lap": FusionConfig(name="rt-lap", base="laplacian"),
 }
 
 

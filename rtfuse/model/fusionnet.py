@@ -18,6 +18,7 @@ from rtfuse.model.config import FusionConfig
 from rtfuse.model.dagm import DAGM, Degradation
 from rtfuse.model.dgme import DGME, GateOutput
 from rtfuse.model.pkdm import PKDM
+from rtfuse.model.pyramid import laplacian_fusion
 
 TASK_FUSION, TASK_RECON = 0, 1
 
@@ -54,6 +55,13 @@ class FusionOutput:
     recon_vis: torch.Tensor | None = None
     recon_ir: torch.Tensor | None = None
     gates: dict[int, list[GateOutput]] = field(default_factory=dict)  # task -> per-layer gates
+
+
+def fusion_base(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """The image the fusion head's residual corrects (``FusionConfig.base``)."""
+    if cfg.base == "laplacian":
+        return laplacian_fusion(vis_y, ir)
+    return torch.maximum(vis_y, ir)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -245,8 +253,7 @@ class FusionNet(nn.Module):
             return y
 
         y = decode(TASK_FUSION)
-        vis_y = luminance(vis_e)
-        base = torch.maximum(vis_y, ir_e)
+        base = fusion_base(self.cfg, luminance(vis_e), ir_e)
         fused_y = (base + self.fused_head(y)[..., :h, :w]).clamp(0.0, 1.0)
         if gray_input:
             fused = fused_y
