@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SPLIT_SALT = "rtfuse-split-v1"  # changing it reshuffles every split; keep it fixed
 _COMPOSITE_NAMES = tuple(sorted(COMPOSITES))
+NIGHT_SEVERITY = (0.3, 0.8)  # low_light severities that render a clean daylight crop as a night scene
+DARK_INFRARED_GAIN = (0.15, 0.6)  # infrared gains of a thermal camera set to a low output level
 
 
 @dataclass(frozen=True)
@@ -263,23 +265,32 @@ class DegradedPairs(PairCrops):
     what the runtime's DAGM sees when it plans a clip.
     ``composites`` is the share of samples that get a composite scene (night fog, rainy night, hazy
     glare) instead; ``gray_visible`` the share whose visible camera is monochrome (clean and
-    degraded visible both replaced by their luma). Neither draws random numbers when 0, so runs
-    without them keep their exact sample streams.
+    degraded visible both replaced by their luma); ``night`` the share whose clean scene is a night
+    scene (the visible crop darkened as by ``low_light`` at a severity in ``NIGHT_SEVERITY``, the
+    infrared untouched) before its degradation: evaluation sets such as MSRS and LLVIP are mostly
+    night scenes, scored against their own dark clean frames, while RoadScene is mostly daylight.
+    ``dark_infrared`` the share whose thermal camera outputs a low level (clean and degraded
+    infrared scaled by a gain in ``DARK_INFRARED_GAIN``): thermal gain control differs between
+    cameras, and MSRS's infrared averages 19/255 (LLVIP 50, RoadScene 128), so that a per-pixel
+    maximum there is the visible image almost everywhere.
+    None of them draws random numbers when 0, so runs without them keep their exact sample streams.
     """
 
     def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
                  severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
                  scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False,
-                 whole: bool = False, composites: float = 0.0, gray_visible: float = 0.0):
+                 whole: bool = False, composites: float = 0.0, gray_visible: float = 0.0, night: float = 0.0,
+                 dark_infrared: float = 0.0):
         super().__init__(sources, size, length, seed, scale, flip and not whole)
         self.native = native  # size x size crops at the source's pixel scale (fusion: detail statistics)
         self.whole = whole
         if not 0.0 < severity[0] <= severity[1] <= 1.0:
             raise RtfuseError(f"severity range must satisfy 0 < low <= high <= 1, got {severity}")
-        for name, share in (("composites", composites), ("gray_visible", gray_visible)):
+        shares = {"composites": composites, "gray_visible": gray_visible, "night": night, "dark_infrared": dark_infrared}
+        for name, share in shares.items():
             if not 0.0 <= share <= 1.0:
                 raise RtfuseError(f"{name} share must be in [0, 1], got {share}")
-        self.composites, self.gray_visible = composites, gray_visible
+        self.composites, self.gray_visible, self.night, self.dark_infrared = composites, gray_visible, night, dark_infrared
         self.severity, self.balanced = severity, balanced
         self.kinds = kinds_by_class()
 
@@ -306,14 +317,25 @@ class DegradedPairs(PairCrops):
             kind = _COMPOSITE_NAMES[int(rng.integers(len(_COMPOSITE_NAMES)))]
         sev = 0.0 if kind == "clean" else float(rng.uniform(*self.severity))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        vis, ir = degrade_batch(torch.from_numpy(native_vis)[None], torch.from_numpy(native_ir)[None], [kind], [sev], gen)
+        gray = self.gray_visible > 0.0 and rng.uniform() < self.gray_visible
+        clean_vis, native_vis = item["vis"], torch.from_numpy(native_vis)[None]
+        if self.night > 0.0 and rng.uniform() < self.night:
+            night_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            night_sev = float(rng.uniform(*NIGHT_SEVERITY))
+            native_vis = degrade_batch(native_vis, torch.from_numpy(native_ir)[None], ["low_light"], [night_sev],
+                                       night_gen)[0]
+            clean_vis = torch.from_numpy(resize_chw(native_vis[0], self.size))
+        clean_ir, native_ir = item["ir"], torch.from_numpy(native_ir)[None]
+        if self.dark_infrared > 0.0 and rng.uniform() < self.dark_infrared:
+            gain = float(rng.uniform(*DARK_INFRARED_GAIN))
+            clean_ir, native_ir = clean_ir * gain, native_ir * gain
+        vis, ir = degrade_batch(native_vis, native_ir, [kind], [sev], gen)
         vis, ir = torch.from_numpy(resize_chw(vis[0], self.size)), torch.from_numpy(resize_chw(ir[0], self.size))
-        clean_vis = item["vis"]
-        if self.gray_visible > 0.0 and rng.uniform() < self.gray_visible:
+        if gray:
             clean_vis, vis = (as_rgb(luminance(v[None]))[0].contiguous() for v in (clean_vis, vis))
         target = class_targets([] if kind == "clean" else [(kind, sev)])
         label = int(np.argmax(target))
-        item.update(clean_vis=clean_vis, clean_ir=item["ir"], vis=vis, ir=ir, kind=kind,
+        item.update(clean_vis=clean_vis, clean_ir=clean_ir, vis=vis, ir=ir, kind=kind,
                     label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))
         return item
 

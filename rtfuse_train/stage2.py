@@ -134,6 +134,8 @@ class Stage2Options:
     severity_range: tuple[float, float] = (0.2, 1.0)
     composites: float = 0.0  # share of training samples with a composite scene (night fog, ...)
     gray_visible: float = 0.0  # share of training samples from a monochrome visible camera
+    night: float = 0.0  # share of training samples whose clean scene is a night scene
+    dark_infrared: float = 0.0  # share of training samples from a thermal camera set to a low level
     weights: LossWeights = field(default_factory=LossWeights)
     train: TrainConfig | None = None
 
@@ -154,7 +156,8 @@ def build_model(opts: Stage2Options) -> FusionNet:
 def build_datasets(opts: Stage2Options, sources: Sequence[SourcePair], seed: int) -> tuple[DegradedPairs, DegradedPairs, dict]:
     train, test = split_sources(sources, opts.test_fraction)
     train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range, native=True,
-                             composites=opts.composites, gray_visible=opts.gray_visible)
+                             composites=opts.composites, gray_visible=opts.gray_visible, night=opts.night,
+                             dark_infrared=opts.dark_infrared)
     test_ds = DegradedPairs(test, opts.size, len(test) * 6 * opts.eval_repeats, seed + 1, opts.severity_range,
                             balanced=True, native=True)
     summary = {"train_sources": len(train), "test_sources": len(test),
@@ -170,7 +173,8 @@ def run_stage2(opts: Stage2Options, resume: bool = False, sources: Sequence[Sour
     sources = sources if sources is not None else load_sources(opts.pairs, opts.videos, opts.every, opts.cache_side)
     train_ds, test_ds, summary = build_datasets(opts, sources, cfg.seed)
     summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights),
-                   composites=opts.composites, gray_visible=opts.gray_visible)
+                   composites=opts.composites, gray_visible=opts.gray_visible, night=opts.night,
+                   dark_infrared=opts.dark_infrared)
     log.info("stage 2 (%s): %d train / %d test sources", opts.model, summary["train_sources"], summary["test_sources"])
     trainer = Trainer(model, Stage2(opts.out, opts.weights, summary), train_ds, test_ds, cfg)
     try:

@@ -89,9 +89,9 @@ def test_degraded_samples_are_pure_functions_of_seed_epoch_index(msrs):
             assert not torch.equal(item["vis"], item["clean_vis"]) or not torch.equal(item["ir"], item["clean_ir"])
 
 
-def test_composite_and_monochrome_samples_leave_the_default_stream_alone(msrs):
-    """The options add scenes the runtime meets (night fog, a mono visible camera) without
-    changing the samples of runs that do not ask for them."""
+def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
+    """The options add scenes and cameras the runtime meets (night fog, night scenes, a mono visible
+    camera, a dark thermal one) without changing the samples of runs that do not ask for them."""
     plain = DegradedPairs(msrs, 64, 24, seed=3, native=True)
     # kinds and severities these 24 samples had before the options existed (recorded at 83862c5):
     # any extra random draw in between would shift them
@@ -110,6 +110,18 @@ def test_composite_and_monochrome_samples_leave_the_default_stream_alone(msrs):
     colour = plain[0]["clean_vis"]
     mono = DegradedPairs(msrs, 64, 24, seed=3, native=True, gray_visible=1.0)[0]["clean_vis"]
     assert torch.allclose(mono[0], 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2], atol=1e-3)
+    night = DegradedPairs(msrs, 64, 24, seed=3, native=True, night=1.0)
+    for i in range(8):  # the same crops and degradations, on a darker clean visible, the infrared as it was
+        item = night[i]
+        assert item["kind"] == plain[i]["kind"] and torch.equal(item["clean_ir"], plain[i]["clean_ir"])
+        assert float(item["clean_vis"].mean()) < 0.8 * float(plain[i]["clean_vis"].mean())
+    dark = DegradedPairs(msrs, 64, 24, seed=3, native=True, dark_infrared=1.0)
+    for i in range(8):  # the same visible crops, the infrared at a lower level
+        item = dark[i]
+        assert item["kind"] == plain[i]["kind"] and torch.equal(item["clean_vis"], plain[i]["clean_vis"])
+        bright = plain[i]["clean_ir"] > 0.05
+        gain = item["clean_ir"][bright] / plain[i]["clean_ir"][bright]
+        assert 0.15 <= float(gain.min()) and float(gain.max()) <= 0.6 and float(gain.max() - gain.min()) < 1e-5
     with pytest.raises(RtfuseError, match="share"):
         DegradedPairs(msrs, 64, 4, composites=1.5)
 
@@ -286,7 +298,8 @@ def test_stage2_cli_trains_on_a_frozen_stage1_dagm_and_packages_the_weights(shar
                        "--batch-size", "8", "--eval-repeats", "1", "--epochs", "1"]) == 0
     assert train_main(["stage2", *data, "--dagm", str(stage1), "--out", str(stage2), "--size", "32",
                        "--samples-per-epoch", "8", "--batch-size", "4", "--epochs", "1",
-                       "--composites", "0.5", "--gray-visible", "0.25"]) == 0
+                       "--composites", "0.5", "--gray-visible", "0.25", "--night", "0.25",
+                       "--dark-infrared", "0.5"]) == 0
     capsys.readouterr()
     steps = _rows(tmp_path / "rt_run" / "steps.csv")
     assert len(steps) == 2
@@ -295,7 +308,8 @@ def test_stage2_cli_trains_on_a_frozen_stage1_dagm_and_packages_the_weights(shar
     first, _ = load_checkpoint(stage1)
     trained, meta = load_checkpoint(stage2)
     assert meta["stage"] == 2 and meta["dagm"] == str(stage1)
-    assert meta["composites"] == 0.5 and meta["gray_visible"] == 0.25
+    assert meta["composites"] == 0.5 and meta["gray_visible"] == 0.25 and meta["night"] == 0.25
+    assert meta["dark_infrared"] == 0.5
     for a, b in zip(first.dagm.state_dict().values(), trained.dagm.state_dict().values()):
         assert torch.equal(a, b)  # DAGM frozen
 

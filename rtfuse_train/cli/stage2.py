@@ -21,6 +21,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="share of training samples with a composite scene: night_fog, rainy_night, hazy_glare (default 0)")
     data.add_argument("--gray-visible", type=float, default=0.0, metavar="SHARE",
                       help="share of training samples whose visible camera is monochrome (default 0)")
+    data.add_argument("--night", type=float, default=0.0, metavar="SHARE",
+                      help="share of training samples whose clean scene is a night scene (darkened visible; default 0)")
+    data.add_argument("--dark-infrared", type=float, default=0.0, metavar="SHARE",
+                      help="share of training samples whose thermal camera outputs a low level (infrared x 0.15-0.6; default 0)")
     model = parser.add_argument_group("model")
     model.add_argument("--dagm", type=Path, required=True, help="stage-1 checkpoint (its DAGM is frozen)")
     model.add_argument("--model", default="rt", help="rt, or an ablation: rt-nopkdm, rt-dense")
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                          videos=[tuple(v) for v in args.video], every=args.every, size=args.size,
                          samples_per_epoch=args.samples_per_epoch, test_fraction=args.test_fraction,
                          severity_range=tuple(args.severity), composites=args.composites,
-                         gray_visible=args.gray_visible, weights=weights, train=cfg)
+                         gray_visible=args.gray_visible, night=args.night,
+                         dark_infrared=args.dark_infrared, weights=weights, train=cfg)
     result = run_stage2(opts, resume=args.resume)
     if result.exported is None:
         return 0
