@@ -4,6 +4,7 @@ video flicker, and `--ours` (real files, real video encode/decode)."""
 from __future__ import annotations
 
 import csv
+import json
 import importlib.util
 import math
 import shutil
@@ -222,3 +223,27 @@ def test_cli_ours_fuses_and_scores(dataset: Path, tmp_path: Path, capsys):
     assert "| rtfuse | 2 |" in capsys.readouterr().out
     fused = read_image(saved / "rtfuse" / "05.png")
     assert fused.shape[:2] == read_image(dataset / "vi" / "05.png").shape[:2]
+
+
+def test_robustness_bench_scores_night_renditions_of_the_pairs(shared_data: Path, tmp_path: Path):
+    """bench/robustness.py --night: the references become darkened copies (infrared as it was)."""
+    spec = importlib.util.spec_from_file_location("robustness", Path(__file__).resolve().parents[1] / "bench" / "robustness.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tno = shared_data / "tno"
+    night = bench.night_scenes(tno, tmp_path / "night", 0.6, limit=2)
+    dark = bench.night_scenes(tno, tmp_path / "dark", 0.6, limit=2, ir_gain=0.5)
+    names = sorted(p.name for p in (night / "vi").iterdir())
+    assert len(names) == 2 and names == sorted(p.name for p in (night / "ir").iterdir())
+    for name in names:
+        original = Path(name).stem + ".png"
+        assert read_image(night / "vi" / name).mean() < 0.8 * read_image(tno / "vi" / original).mean()
+        ir = read_image(tno / "ir" / original, gray=True)
+        assert np.array_equal(read_image(night / "ir" / name), ir)
+        assert np.abs(read_image(dark / "ir" / name).astype(float) - 0.5 * ir).max() <= 0.5
+        assert np.array_equal(read_image(dark / "vi" / name), read_image(night / "vi" / name))
+    out = tmp_path / "report.json"
+    assert bench.main(["--data", str(tno), "--limit", "2", "--cells", "noise:0.5", "--night", "0.6", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report) == [f"{tno} (night 0.6)"]
+    assert report[f"{tno} (night 0.6)"]["noise:0.5"]["max"]["n"] == 2
