@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ir-gain", type=float, metavar="G", help="scale the clean infrared first (with --night)")
     p.add_argument("--json", type=Path, help="also write the JSON here")
     args = p.parse_args(argv)
+    if args.ir_gain is not None and args.night is None:
+        p.error("--ir-gain renders night scenes: give --night too")
     with tempfile.TemporaryDirectory() as tmp:
         folders = {d: Path(d) for d in args.data}
         if args.night is not None:

@@ -97,6 +97,7 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0),
     # Experiment, not shipped: PKDM closer to the clean image, lower fusion scores (README, training).
     "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),
+    # Experiment, not shipped: the head corrects a Laplacian-pyramid fusion; clean VIF fell (README, training).
     "rt-lap": FusionConfig(name="rt-lap", base="laplacian"),
 }
 
