@@ -247,3 +247,5 @@ def test_robustness_bench_scores_night_renditions_of_the_pairs(shared_data: Path
     report = json.loads(out.read_text())
     assert list(report) == [f"{tno} (night 0.6)"]
     assert report[f"{tno} (night 0.6)"]["noise:0.5"]["max"]["n"] == 2
+    with pytest.raises(SystemExit):  # a gain without the night rendition would be silently ignored
+        bench.main(["--data", str(tno), "--ir-gain", "0.2"])
