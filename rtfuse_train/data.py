@@ -319,13 +319,12 @@ class DegradedPairs(PairCrops):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         gray = self.gray_visible > 0.0 and rng.uniform() < self.gray_visible
         clean_vis, native_vis = item["vis"], torch.from_numpy(native_vis)[None]
+        clean_ir, native_ir = item["ir"], torch.from_numpy(native_ir)[None]
         if self.night > 0.0 and rng.uniform() < self.night:
             night_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             night_sev = float(rng.uniform(*NIGHT_SEVERITY))
-            native_vis = degrade_batch(native_vis, torch.from_numpy(native_ir)[None], ["low_light"], [night_sev],
-                                       night_gen)[0]
+            native_vis = degrade_batch(native_vis, native_ir, ["low_light"], [night_sev], night_gen)[0]
             clean_vis = torch.from_numpy(resize_chw(native_vis[0], self.size))
-        clean_ir, native_ir = item["ir"], torch.from_numpy(native_ir)[None]
         if self.dark_infrared > 0.0 and rng.uniform() < self.dark_infrared:
             gain = float(rng.uniform(*DARK_INFRARED_GAIN))
             clean_ir, native_ir = clean_ir * gain, native_ir * gain

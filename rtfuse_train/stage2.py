@@ -139,6 +139,11 @@ class Stage2Options:
     weights: LossWeights = field(default_factory=LossWeights)
     train: TrainConfig | None = None
 
+    def sample_shares(self) -> dict[str, float]:
+        """The training samples' scene and camera options, as DegradedPairs takes and the metadata keeps them."""
+        return {"composites": self.composites, "gray_visible": self.gray_visible, "night": self.night,
+                "dark_infrared": self.dark_infrared}
+
 
 def build_model(opts: Stage2Options) -> FusionNet:
     """A fresh fusion network of ``opts.model`` carrying the stage-1 DAGM."""
@@ -156,8 +161,7 @@ def build_model(opts: Stage2Options) -> FusionNet:
 def build_datasets(opts: Stage2Options, sources: Sequence[SourcePair], seed: int) -> tuple[DegradedPairs, DegradedPairs, dict]:
     train, test = split_sources(sources, opts.test_fraction)
     train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range, native=True,
-                             composites=opts.composites, gray_visible=opts.gray_visible, night=opts.night,
-                             dark_infrared=opts.dark_infrared)
+                             **opts.sample_shares())
     test_ds = DegradedPairs(test, opts.size, len(test) * 6 * opts.eval_repeats, seed + 1, opts.severity_range,
                             balanced=True, native=True)
     summary = {"train_sources": len(train), "test_sources": len(test),
@@ -172,9 +176,7 @@ def run_stage2(opts: Stage2Options, resume: bool = False, sources: Sequence[Sour
     model = build_model(opts)
     sources = sources if sources is not None else load_sources(opts.pairs, opts.videos, opts.every, opts.cache_side)
     train_ds, test_ds, summary = build_datasets(opts, sources, cfg.seed)
-    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights),
-                   composites=opts.composites, gray_visible=opts.gray_visible, night=opts.night,
-                   dark_infrared=opts.dark_infrared)
+    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights), **opts.sample_shares())
     log.info("stage 2 (%s): %d train / %d test sources", opts.model, summary["train_sources"], summary["test_sources"])
     trainer = Trainer(model, Stage2(opts.out, opts.weights, summary), train_ds, test_ds, cfg)
     try:
