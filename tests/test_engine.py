@@ -101,9 +101,10 @@ def test_fold_equals_sparse_eager_on_real_images(model, frames, plans):
             assert diff <= TOL
 
 
-def test_fold_keeps_the_laplacian_base(frames):
+@pytest.mark.parametrize("config", ["rt-lap", "rt-sel"])
+def test_fold_keeps_the_configured_base(frames, config):
     torch.manual_seed(1)
-    model = create_model("rt-lap").eval()
+    model = create_model(config).eval()
     vis, ir = (x[..., 121:358, 161:478] for x in frames[0])  # odd sizes: the pyramid's borders
     with torch.inference_mode():
         plan = model.plan_for(vis, ir)

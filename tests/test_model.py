@@ -14,7 +14,7 @@ from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
 from rtfuse.model.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
-from rtfuse.model.fusionnet import Down
+from rtfuse.model.fusionnet import SELECT_SHARPNESS, Down
 from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
 from rtfuse.model.pyramid import laplacian_fusion
 
@@ -213,7 +213,7 @@ def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
     assert FusionConfig.from_dict(old).derain_highpass is False
 
 
-@pytest.mark.parametrize("base", ["max", "laplacian"])
+@pytest.mark.parametrize("base", ["max", "laplacian", "select"])
 def test_fusion_head_corrects_the_configured_base(base):
     torch.manual_seed(0)
     model = create_model("rt", base=base).eval()
@@ -221,9 +221,29 @@ def test_fusion_head_corrects_the_configured_base(base):
     vis, ir = torch.rand(1, 3, 45, 70), torch.rand(1, 1, 45, 70)
     with torch.no_grad():
         out = model(vis, ir)
-    vis_y = luminance(out.vis_enhanced)
-    expected = laplacian_fusion(vis_y, out.ir_enhanced) if base == "laplacian" else torch.maximum(vis_y, out.ir_enhanced)
+    vis_y, ir_e = luminance(out.vis_enhanced), out.ir_enhanced
+    if base == "laplacian":
+        expected = laplacian_fusion(vis_y, ir_e)
+    elif base == "select":  # a soft maximum: 1/(1 + e^40 |d|) of the way from the brighter source to the mean
+        brighter_share = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir_e))
+        expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
+        far_apart = (vis_y - ir_e).abs() > 0.2
+        torch.testing.assert_close(out.fused_y[far_apart], torch.maximum(vis_y, ir_e)[far_apart], atol=1e-3, rtol=0)
+    else:
+        expected = torch.maximum(vis_y, ir_e)
     torch.testing.assert_close(out.fused_y, expected.clamp(0, 1), atol=1e-6, rtol=0)
+
+
+def test_select_base_can_learn_to_take_the_darker_source():
+    """What "select" is for: a saturated visible pixel need not win over a dark infrared one."""
+    torch.manual_seed(0)
+    model = create_model("rt-sel", pkdm=False).eval()
+    torch.nn.init.zeros_(model.fused_head.conv.weight)
+    vis, ir = torch.full((1, 3, 32, 48), 0.98), torch.rand(1, 1, 32, 48) * 0.3
+    with torch.no_grad():
+        assert model(vis, ir).fused_y.mean() > 0.9  # starts as a (soft) maximum: the glare
+        model.fused_head.conv.bias.view(2, -1)[1] = -100.0  # the selection logit's channels (PixelShuffle: output-major)
+        torch.testing.assert_close(model(vis, ir).fused_y, ir, atol=1e-6, rtol=0)
 
 
 def test_checkpoints_from_before_the_base_option_fuse_on_max():

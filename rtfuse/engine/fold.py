@@ -20,7 +20,7 @@ from torch import nn
 from rtfuse.errors import RtfuseError
 from rtfuse.model import DGME, FusionNet, LayerPlan, Plan
 from rtfuse.model.color import luminance, replace_luminance
-from rtfuse.model.fusionnet import _pad_to_multiple, fusion_base
+from rtfuse.model.fusionnet import _pad_to_multiple, fused_luminance
 
 
 def kernel_span(kernels: tuple[tuple[int, int, int], ...]) -> int:
@@ -152,7 +152,7 @@ class FoldedNet(nn.Module):
             if j > 0:
                 y = self.ups[j - 1](y) + skips[len(skips) - 1 - j]
             y = layer(y)
-        fused_y = (fusion_base(self.cfg, luminance(vis_e), ir_e) + self.head(y)[..., :h, :w]).clamp(0.0, 1.0)
+        fused_y = fused_luminance(self.cfg, luminance(vis_e), ir_e, self.head(y)[..., :h, :w])
         return replace_luminance(vis, fused_y).clamp(0.0, 1.0).float()
 
 

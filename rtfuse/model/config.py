@@ -22,6 +22,7 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
+FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select")
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class FusionConfig:
     derain_highpass: bool = False
     # What the fusion head's residual is added to: the per-pixel maximum of the enhanced sources
     # ("max", the paper's intensity target), or their Laplacian-pyramid fusion ("laplacian": the
-    # stronger detail at full resolution, which the head, working at H/stem, cannot add by itself).
-    # Checkpoints written before this option existed are "max".
+    # stronger detail at full resolution, which the head, working at H/stem, cannot add by itself),
+    # or "select": a soft per-pixel choice between the two, sigmoid(SELECT_SHARPNESS (vis - ir) +
+    # a learned logit), which starts as a soft maximum and can learn to take the darker source
+    # (a dark infrared pixel under a saturated visible one). Checkpoints written before this
+    # option existed are "max".
     base: str = "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
@@ -63,8 +67,8 @@ class FusionConfig:
             raise RtfuseError(f"{len(self.expert_kernels)} expert kernels for {self.num_experts} experts")
         if not 1 <= self.top_k <= self.num_experts:
             raise RtfuseError(f"top_k={self.top_k} must be in 1..{self.num_experts}")
-        if self.base not in ("max", "laplacian"):
-            raise RtfuseError(f"unknown fusion base {self.base!r} (max, laplacian)")
+        if self.base not in FUSION_BASES:
+            raise RtfuseError(f"unknown fusion base {self.base!r} ({', '.join(FUSION_BASES)})")
         if self.encoder not in ("lite", "clip"):
             raise RtfuseError(f"unknown DAGM encoder {self.encoder!r} (lite, clip)")
 
@@ -99,6 +103,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),
     # Experiment, not shipped: the head corrects a Laplacian-pyramid fusion; clean VIF fell (README, training).
     "rt-lap": FusionConfig(name="rt-lap", base="laplacian"),
+    # Experiment: the head also predicts where to prefer the darker source (README, training).
+    "rt-sel": FusionConfig(name="rt-sel", base="select"),
 }
 
 

@@ -57,11 +57,23 @@ class FusionOutput:
     gates: dict[int, list[GateOutput]] = field(default_factory=dict)  # task -> per-layer gates
 
 
-def fusion_base(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """The image the fusion head's residual corrects (``FusionConfig.base``)."""
-    if cfg.base == "laplacian":
-        return laplacian_fusion(vis_y, ir)
-    return torch.maximum(vis_y, ir)
+# How sharply the "select" base's starting choice follows the brighter source: at 0.05 apart in
+# luminance the brighter one gets sigmoid(2) = 88% of the weight.
+SELECT_SHARPNESS = 40.0
+
+
+def head_channels(cfg: FusionConfig) -> int:
+    """The fusion head's outputs per pixel: the residual, plus a selection logit for "select"."""
+    return 2 if cfg.base == "select" else 1
+
+
+def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """The fusion head's output ``head`` applied to its base (``FusionConfig.base``), clamped to 0..1."""
+    if cfg.base == "select":
+        weight = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir) + head[:, 1:2])
+        return (ir + weight * (vis_y - ir) + head[:, :1]).clamp(0.0, 1.0)
+    base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
+    return (base + head).clamp(0.0, 1.0)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -146,7 +158,7 @@ class FusionNet(nn.Module):
             for c in reversed(ch)
         )
         self.ups = nn.ModuleList(Up(2 * ch[i + 1], 2 * ch[i]) for i in reversed(range(len(ch) - 1)))
-        self.fused_head = Head(2 * ch[0], 1, cfg.stem)
+        self.fused_head = Head(2 * ch[0], head_channels(cfg), cfg.stem)
         self.recon_vis_head = Head(2 * ch[0], 3, cfg.stem)
         self.recon_ir_head = Head(2 * ch[0], 1, cfg.stem)
 
@@ -253,8 +265,7 @@ class FusionNet(nn.Module):
             return y
 
         y = decode(TASK_FUSION)
-        base = fusion_base(self.cfg, luminance(vis_e), ir_e)
-        fused_y = (base + self.fused_head(y)[..., :h, :w]).clamp(0.0, 1.0)
+        fused_y = fused_luminance(self.cfg, luminance(vis_e), ir_e, self.fused_head(y)[..., :h, :w])
         if gray_input:
             fused = fused_y
         else:
