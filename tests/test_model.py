@@ -14,7 +14,7 @@ from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
 from rtfuse.model.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
-from rtfuse.model.fusionnet import SELECT_SHARPNESS, Down
+from rtfuse.model.fusionnet import SELECT_FLOOR, SELECT_SHARPNESS, Down, fused_luminance
 from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
 from rtfuse.model.pyramid import laplacian_fusion
 
@@ -213,7 +213,7 @@ def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
     assert FusionConfig.from_dict(old).derain_highpass is False
 
 
-@pytest.mark.parametrize("base", ["max", "laplacian", "select"])
+@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative"])
 def test_fusion_head_corrects_the_configured_base(base):
     torch.manual_seed(0)
     model = create_model("rt", base=base).eval()
@@ -229,9 +229,24 @@ def test_fusion_head_corrects_the_configured_base(base):
         expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
         far_apart = (vis_y - ir_e).abs() > 0.2
         torch.testing.assert_close(out.fused_y[far_apart], torch.maximum(vis_y, ir_e)[far_apart], atol=1e-3, rtol=0)
+    elif base == "select-relative":
+        brighter_share = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir_e) / (vis_y + ir_e + SELECT_FLOOR))
+        expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
     else:
         expected = torch.maximum(vis_y, ir_e)
     torch.testing.assert_close(out.fused_y, expected.clamp(0, 1), atol=1e-6, rtol=0)
+
+
+def test_relative_select_chooses_as_decisively_in_a_dark_scene():
+    """Night visible beside a low-gain thermal camera: "select" averages what "select-relative" still picks."""
+    vis_y, ir = torch.full((1, 1, 4, 4), 0.06), torch.full((1, 1, 4, 4), 0.10)
+    no_head = torch.zeros(1, 2, 4, 4)
+    bright = fused_luminance(get_config("rt-selrel"), 5 * vis_y, 5 * ir, no_head)
+    dark_relative = fused_luminance(get_config("rt-selrel"), vis_y, ir, no_head)
+    dark_absolute = fused_luminance(get_config("rt-sel"), vis_y, ir, no_head)
+    assert bright.mean() > 0.49  # 5x the scene: the infrared's 0.50 over the visible's 0.30
+    assert dark_relative.mean() > 0.098  # the dark scene: still the infrared's 0.10
+    assert dark_absolute.mean() < 0.095  # the absolute difference 0.04: 17% of the way to the visible
 
 
 def test_select_base_can_learn_to_take_the_darker_source():

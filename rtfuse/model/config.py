@@ -22,7 +22,7 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select")
+FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative")
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,10 @@ class FusionConfig:
     # stronger detail at full resolution, which the head, working at H/stem, cannot add by itself),
     # or "select": a soft per-pixel choice between the two, sigmoid(SELECT_SHARPNESS (vis - ir) +
     # a learned logit), which starts as a soft maximum and can learn to take the darker source
-    # (a dark infrared pixel under a saturated visible one). Checkpoints written before this
-    # option existed are "max".
+    # (a dark infrared pixel under a saturated visible one); "select-relative" starts the same
+    # choice from the sources' difference relative to their sum, so that a dark scene (night,
+    # a thermal camera at low gain) gets as decisive a start as a bright one instead of an average.
+    # Checkpoints written before this option existed are "max".
     base: str = "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
@@ -105,6 +107,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-lap": FusionConfig(name="rt-lap", base="laplacian"),
     # Experiment: the head also predicts where to prefer the darker source (README, training).
     "rt-sel": FusionConfig(name="rt-sel", base="select"),
+    # Experiment: the same, with the selection's start scaled to the scene's brightness (README, training).
+    "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
 }
 
 

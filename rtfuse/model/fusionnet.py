@@ -58,19 +58,25 @@ class FusionOutput:
 
 
 # How sharply the "select" base's starting choice follows the brighter source: at 0.05 apart in
-# luminance the brighter one gets sigmoid(2) = 88% of the weight.
+# luminance the brighter one gets sigmoid(2) = 88% of the weight ("select-relative": about the
+# same where the two sum to 1, and the same choice at any brightness; SELECT_FLOOR keeps black noise from
+# deciding it).
 SELECT_SHARPNESS = 40.0
+SELECT_FLOOR = 0.05
 
 
 def head_channels(cfg: FusionConfig) -> int:
-    """The fusion head's outputs per pixel: the residual, plus a selection logit for "select"."""
-    return 2 if cfg.base == "select" else 1
+    """The fusion head's outputs per pixel: the residual, plus a selection logit for the select bases."""
+    return 2 if cfg.base.startswith("select") else 1
 
 
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """The fusion head's output ``head`` applied to its base (``FusionConfig.base``), clamped to 0..1."""
-    if cfg.base == "select":
-        weight = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir) + head[:, 1:2])
+    if cfg.base.startswith("select"):
+        difference = vis_y - ir
+        if cfg.base == "select-relative":
+            difference = difference / (vis_y + ir + SELECT_FLOOR)
+        weight = torch.sigmoid(SELECT_SHARPNESS * difference + head[:, 1:2])
         return (ir + weight * (vis_y - ir) + head[:, :1]).clamp(0.0, 1.0)
     base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
     return (base + head).clamp(0.0, 1.0)
