@@ -213,7 +213,7 @@ def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
     assert FusionConfig.from_dict(old).derain_highpass is False
 
 
-@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative"])
+@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative", "select-dim"])
 def test_fusion_head_corrects_the_configured_base(base):
     torch.manual_seed(0)
     model = create_model("rt", base=base).eval()
@@ -229,8 +229,10 @@ def test_fusion_head_corrects_the_configured_base(base):
         expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
         far_apart = (vis_y - ir_e).abs() > 0.2
         torch.testing.assert_close(out.fused_y[far_apart], torch.maximum(vis_y, ir_e)[far_apart], atol=1e-3, rtol=0)
-    elif base == "select-relative":
-        brighter_share = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir_e) / (vis_y + ir_e + SELECT_FLOOR))
+    elif base.startswith("select-"):
+        scale = vis_y + ir_e + SELECT_FLOOR
+        scale = scale.clamp(max=1.0) if base == "select-dim" else scale
+        brighter_share = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir_e) / scale)
         expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
     else:
         expected = torch.maximum(vis_y, ir_e)
@@ -247,6 +249,15 @@ def test_relative_select_chooses_as_decisively_in_a_dark_scene():
     assert bright.mean() > 0.49  # 5x the scene: the infrared's 0.50 over the visible's 0.30
     assert dark_relative.mean() > 0.098  # the dark scene: still the infrared's 0.10
     assert dark_absolute.mean() < 0.095  # the absolute difference 0.04: 17% of the way to the visible
+
+
+def test_dim_select_is_relative_in_the_dark_and_absolute_in_the_light():
+    no_head = torch.zeros(1, 2, 4, 4)
+    dark = (torch.full((1, 1, 4, 4), 0.06), torch.full((1, 1, 4, 4), 0.10))
+    light = (torch.full((1, 1, 4, 4), 0.50), torch.full((1, 1, 4, 4), 0.54))
+    for (vis_y, ir), like in ((dark, "rt-selrel"), (light, "rt-sel")):
+        expected = fused_luminance(get_config(like), vis_y, ir, no_head)
+        torch.testing.assert_close(fused_luminance(get_config("rt-seldim"), vis_y, ir, no_head), expected)
 
 
 def test_select_base_can_learn_to_take_the_darker_source():

@@ -22,7 +22,7 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative")
+FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative", "select-dim")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class FusionConfig:
     # a learned logit), which starts as a soft maximum and can learn to take the darker source
     # (a dark infrared pixel under a saturated visible one); "select-relative" starts the same
     # choice from the sources' difference relative to their sum, so that a dark scene (night,
-    # a thermal camera at low gain) gets as decisive a start as a bright one instead of an average.
+    # a thermal camera at low gain) gets as decisive a start as a bright one instead of an average;
+    # "select-dim" divides by that sum only where it is below 1 (dark pixels), "select" elsewhere.
     # Checkpoints written before this option existed are "max".
     base: str = "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
@@ -109,6 +110,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-sel": FusionConfig(name="rt-sel", base="select"),
     # Experiment: the same, with the selection's start scaled to the scene's brightness (README, training).
     "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
+    # Experiment: relative only where the scene is dark (README, training).
+    "rt-seldim": FusionConfig(name="rt-seldim", base="select-dim"),
 }
 
 

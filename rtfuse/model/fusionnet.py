@@ -76,6 +76,8 @@ def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, he
         difference = vis_y - ir
         if cfg.base == "select-relative":
             difference = difference / (vis_y + ir + SELECT_FLOOR)
+        elif cfg.base == "select-dim":
+            difference = difference / (vis_y + ir + SELECT_FLOOR).clamp(max=1.0)
         weight = torch.sigmoid(SELECT_SHARPNESS * difference + head[:, 1:2])
         return (ir + weight * (vis_y - ir) + head[:, :1]).clamp(0.0, 1.0)
     base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
