@@ -58,9 +58,9 @@ class FusionOutput:
 
 
 # How sharply the "select" base's starting choice follows the brighter source: at 0.05 apart in
-# luminance the brighter one gets sigmoid(2) = 88% of the weight ("select-relative": about the
-# same where the two sum to 1, and the same choice at any brightness; SELECT_FLOOR keeps black noise from
-# deciding it).
+# luminance the brighter one gets sigmoid(2) = 88% of the weight. The relative bases divide the
+# difference by the sources' sum (about the same where it is 1, and the same choice at any
+# brightness); SELECT_FLOOR keeps the noise of black pixels from deciding it.
 SELECT_SHARPNESS = 40.0
 SELECT_FLOOR = 0.05
 
