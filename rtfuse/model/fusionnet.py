@@ -73,13 +73,14 @@ def head_channels(cfg: FusionConfig) -> int:
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """The fusion head's output ``head`` applied to its base (``FusionConfig.base``), clamped to 0..1."""
     if cfg.base.startswith("select"):
-        difference = vis_y - ir
+        gap = vis_y - ir
+        start = gap
         if cfg.base == "select-relative":
-            difference = difference / (vis_y + ir + SELECT_FLOOR)
+            start = gap / (vis_y + ir + SELECT_FLOOR)
         elif cfg.base == "select-dim":
-            difference = difference / (vis_y + ir + SELECT_FLOOR).clamp(max=1.0)
-        weight = torch.sigmoid(SELECT_SHARPNESS * difference + head[:, 1:2])
-        return (ir + weight * (vis_y - ir) + head[:, :1]).clamp(0.0, 1.0)
+            start = gap / (vis_y + ir + SELECT_FLOOR).clamp(max=1.0)
+        weight = torch.sigmoid(SELECT_SHARPNESS * start + head[:, 1:2])
+        return (ir + weight * gap + head[:, :1]).clamp(0.0, 1.0)
     base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
     return (base + head).clamp(0.0, 1.0)
 
