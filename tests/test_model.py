@@ -14,7 +14,7 @@ from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
 from rtfuse.model.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
-from rtfuse.model.fusionnet import SELECT_FLOOR, SELECT_SHARPNESS, Down, fused_luminance
+from rtfuse.model.fusionnet import SELECT_FLOOR, SELECT_NIGHT_SUM, SELECT_SHARPNESS, Down, fused_luminance
 from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
 from rtfuse.model.pyramid import laplacian_fusion
 
@@ -213,7 +213,7 @@ def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
     assert FusionConfig.from_dict(old).derain_highpass is False
 
 
-@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative", "select-dim"])
+@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative", "select-dim", "select-night"])
 def test_fusion_head_corrects_the_configured_base(base):
     torch.manual_seed(0)
     model = create_model("rt", base=base).eval()
@@ -232,6 +232,7 @@ def test_fusion_head_corrects_the_configured_base(base):
     elif base.startswith("select-"):
         scale = vis_y + ir_e + SELECT_FLOOR
         scale = scale.clamp(max=1.0) if base == "select-dim" else scale
+        scale = (scale / SELECT_NIGHT_SUM).clamp(max=1.0) if base == "select-night" else scale
         brighter_share = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir_e) / scale)
         expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
     else:
@@ -352,3 +353,13 @@ def test_dagm_statistics_see_exposure_and_streak_orientation():
     streaks[..., ::4] = 1.0  # vertical lines, like rain: horizontal gradients only
     lap, dx, dy = detail_maps(streaks)[0].mean((1, 2))
     assert dx > 0.4 and float(dy) == 0.0 and lap > 0
+
+
+def test_night_select_is_absolute_by_day_and_sharper_in_proportion_to_the_dark():
+    no_head = torch.zeros(1, 2, 4, 4)
+    light = (torch.full((1, 1, 4, 4), 0.22), torch.full((1, 1, 4, 4), 0.26))  # sum 0.53: still "select"
+    torch.testing.assert_close(fused_luminance(get_config("rt-selnight"), *light, no_head),
+                               fused_luminance(get_config("rt-sel"), *light, no_head))
+    vis_y, ir = torch.full((1, 1, 4, 4), 0.06), torch.full((1, 1, 4, 4), 0.10)  # sum 0.21: 0.5 / 0.21 as sharp
+    expected = ir + torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir) * SELECT_NIGHT_SUM / 0.21) * (vis_y - ir)
+    torch.testing.assert_close(fused_luminance(get_config("rt-selnight"), vis_y, ir, no_head), expected)

@@ -22,7 +22,7 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative", "select-dim")
+FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative", "select-dim", "select-night")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class FusionConfig:
     # (a dark infrared pixel under a saturated visible one); "select-relative" starts the same
     # choice from the sources' difference relative to their sum, so that a dark scene (night,
     # a thermal camera at low gain) gets as decisive a start as a bright one instead of an average;
-    # "select-dim" divides by that sum only where it is below 1 (dark pixels), "select" elsewhere.
+    # "select-dim" divides by that sum only where it is below 1 (dark pixels), "select" elsewhere;
+    # "select-night" is "select" down to a sum of SELECT_NIGHT_SUM, sharper in proportion below it.
     # Checkpoints written before this option existed are "max".
     base: str = "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
@@ -112,6 +113,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
     # Experiment: relative only where the scene is dark (README, training).
     "rt-seldim": FusionConfig(name="rt-seldim", base="select-dim"),
+    # Experiment: sharper only in night-dark pixels (README, training).
+    "rt-selnight": FusionConfig(name="rt-selnight", base="select-night"),
 }
 
 
