@@ -103,17 +103,16 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     # Ablations of the paper's Table 5 (same training budget as rt).
     "rt-nopkdm": FusionConfig(name="rt-nopkdm", pkdm=False),
     "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0),
-    # Experiment, not shipped: PKDM closer to the clean image, lower fusion scores (README, training).
+    # Stage-2 experiments, none shipped (docs/training-experiments.md):
+    # PKDM closer to the clean image, lower fusion scores.
     "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),
-    # Experiment, not shipped: the head corrects a Laplacian-pyramid fusion; clean VIF fell (README, training).
+    # The head corrects a Laplacian-pyramid fusion; clean VIF fell.
     "rt-lap": FusionConfig(name="rt-lap", base="laplacian"),
-    # Experiment: the head also predicts where to prefer the darker source (README, training).
+    # The head also predicts where to prefer the darker source.
     "rt-sel": FusionConfig(name="rt-sel", base="select"),
-    # Experiment: the same, with the selection's start scaled to the scene's brightness (README, training).
+    # The same, its start scaled to the scene's brightness everywhere, below a sum of 1, below 0.5.
     "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
-    # Experiment: relative only where the scene is dark (README, training).
     "rt-seldim": FusionConfig(name="rt-seldim", base="select-dim"),
-    # Experiment: sharper only in night-dark pixels (README, training).
     "rt-selnight": FusionConfig(name="rt-selnight", base="select-night"),
 }
 

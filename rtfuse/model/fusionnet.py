@@ -65,7 +65,7 @@ SELECT_SHARPNESS = 40.0
 SELECT_FLOOR = 0.05
 # Below this sum of the two luminances "select-night" sharpens the start in proportion to the
 # darkness: 0.4% of the pixels of clean RoadScene training pairs lie below it, nearly all of the
-# same pairs rendered as night scenes beside a low-gain thermal camera (README, training).
+# same pairs rendered as night scenes beside a low-gain thermal camera (docs/training-experiments.md).
 SELECT_NIGHT_SUM = 0.5
 
 
