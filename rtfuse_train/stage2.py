@@ -123,6 +123,7 @@ class Stage2Options:
     out: Path
     dagm: Path  # stage-1 checkpoint: its DAGM is loaded and frozen
     model: str = "rt"  # rt, or an ablation: rt-nopkdm, rt-dense
+    base: str | None = None  # the model's fusion base instead of its own (an ablation of an experiment's base)
     pairs: list[Path] = field(default_factory=list)
     videos: list[tuple[Path, Path]] = field(default_factory=list)
     every: int = 10
@@ -150,6 +151,8 @@ def build_model(opts: Stage2Options) -> FusionNet:
     stage1_cfg, dagm_state = read_dagm(opts.dagm)
     dagm_keys = ("deg_dim", "encoder", "encoder_size", "clip_model", "lora_rank", "classes")
     cfg = replace(get_config(opts.model), **{k: getattr(stage1_cfg, k) for k in dagm_keys})
+    if opts.base is not None:
+        cfg = replace(cfg, base=opts.base)
     model = FusionNet(cfg)
     try:
         model.dagm.load_state_dict(dagm_state)

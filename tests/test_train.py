@@ -339,3 +339,5 @@ def test_stage2_takes_only_the_dagm_from_a_stage1_checkpoint_of_another_layout(t
     assert model.cfg.name == "rt" and model.cfg.num_experts == 8
     for name, tensor in stage1.dagm.state_dict().items():
         assert torch.equal(model.dagm.state_dict()[name], tensor), name
+    ablation = build_stage2_model(Stage2Options(out=tmp_path / "rt.pt", dagm=path, model="rt-nopkdm", base="select-night"))
+    assert (ablation.cfg.pkdm, ablation.cfg.base, ablation.fused_head.conv.out_channels) == (False, "select-night", 2 * 16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtfuse.model.config import FUSION_BASES
 from rtfuse_train.cli._sources import add_source_arguments
 
 HELP = "stage 2: train the fusion network (PKDM + DGME U-Net) on degraded pairs with clean references"
@@ -28,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--dagm", type=Path, required=True, help="stage-1 checkpoint (its DAGM is frozen)")
     model.add_argument("--model", default="rt", help="rt, or an ablation: rt-nopkdm, rt-dense")
+    model.add_argument("--base", choices=FUSION_BASES,
+                       help="fusion base instead of the model's own (e.g. an ablation of an experimental base)")
     loss = parser.add_argument_group("loss weights")
     for name, default in (("pix", 1.0), ("grad", 1.0), ("recon", 0.5), ("pkdm", 0.5), ("aux", 0.01)):
         loss.add_argument(f"--w-{name}", type=float, default=default, help=f"weight of L_{name} (default {default})")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                       workers=args.workers, device=args.device, eval_every=args.eval_every,
                       progress=not args.no_progress)
     weights = LossWeights(args.w_pix, args.w_grad, args.w_recon, args.w_pkdm, args.w_aux)
-    opts = Stage2Options(out=args.out, dagm=args.dagm, model=args.model, pairs=args.pairs,
+    opts = Stage2Options(out=args.out, dagm=args.dagm, model=args.model, base=args.base, pairs=args.pairs,
                          videos=[tuple(v) for v in args.video], every=args.every, size=args.size,
                          samples_per_epoch=args.samples_per_epoch, test_fraction=args.test_fraction,
                          severity_range=tuple(args.severity), composites=args.composites,
