@@ -7,6 +7,7 @@ levels 0..L-1, decoder levels L-1..0.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -69,23 +70,27 @@ SELECT_FLOOR = 0.05
 SELECT_NIGHT_SUM = 0.5
 
 
+# What each select base divides the sources' difference by, given their sum plus SELECT_FLOOR
+# (None: the difference as it is).
+_SELECT_DIVISORS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "select": None,
+    "select-relative": lambda total: total,
+    "select-dim": lambda total: total.clamp(max=1.0),
+    "select-night": lambda total: (total / SELECT_NIGHT_SUM).clamp(max=1.0),
+}
+
+
 def head_channels(cfg: FusionConfig) -> int:
     """The fusion head's outputs per pixel: the residual, plus a selection logit for the select bases."""
-    return 2 if cfg.base.startswith("select") else 1
+    return 2 if cfg.base in _SELECT_DIVISORS else 1
 
 
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """The fusion head's output ``head`` applied to its base (``FusionConfig.base``), clamped to 0..1."""
-    if cfg.base.startswith("select"):
+    if cfg.base in _SELECT_DIVISORS:
         gap = vis_y - ir
-        total = vis_y + ir + SELECT_FLOOR
-        start = gap
-        if cfg.base == "select-relative":
-            start = gap / total
-        elif cfg.base == "select-dim":
-            start = gap / total.clamp(max=1.0)
-        elif cfg.base == "select-night":
-            start = gap / (total / SELECT_NIGHT_SUM).clamp(max=1.0)
+        divisor = _SELECT_DIVISORS[cfg.base]
+        start = gap if divisor is None else gap / divisor(vis_y + ir + SELECT_FLOOR)
         weight = torch.sigmoid(SELECT_SHARPNESS * start + head[:, 1:2])
         return (ir + weight * gap + head[:, :1]).clamp(0.0, 1.0)
     base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
