@@ -101,7 +101,7 @@ def test_fold_equals_sparse_eager_on_real_images(model, frames, plans):
             assert diff <= TOL
 
 
-@pytest.mark.parametrize("config", ["rt-lap", "rt-sel", "rt-selrel", "rt-seldim", "rt-selnight"])
+@pytest.mark.parametrize("config", ["rt-lap", "rt-sel", "rt-selrel", "rt-seldim", "rt-selnight", "rt-blend"])
 def test_fold_keeps_the_configured_base(frames, config):
     torch.manual_seed(1)
     model = create_model(config).eval()

@@ -213,7 +213,7 @@ def test_checkpoints_from_before_the_highpass_option_keep_the_old_derain():
     assert FusionConfig.from_dict(old).derain_highpass is False
 
 
-@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative", "select-dim", "select-night"])
+@pytest.mark.parametrize("base", ["max", "laplacian", "select", "select-relative", "select-dim", "select-night", "blend"])
 def test_fusion_head_corrects_the_configured_base(base):
     torch.manual_seed(0)
     model = create_model("rt", base=base).eval()
@@ -224,6 +224,8 @@ def test_fusion_head_corrects_the_configured_base(base):
     vis_y, ir_e = luminance(out.vis_enhanced), out.ir_enhanced
     if base == "laplacian":
         expected = laplacian_fusion(vis_y, ir_e)
+    elif base == "blend":  # half and half until the head learns otherwise
+        expected = (laplacian_fusion(vis_y, ir_e) + torch.maximum(vis_y, ir_e)) / 2
     elif base == "select":  # a soft maximum: 1/(1 + e^40 |d|) of the way from the brighter source to the mean
         brighter_share = torch.sigmoid(SELECT_SHARPNESS * (vis_y - ir_e))
         expected = brighter_share * vis_y + (1 - brighter_share) * ir_e
@@ -353,6 +355,16 @@ def test_dagm_statistics_see_exposure_and_streak_orientation():
     streaks[..., ::4] = 1.0  # vertical lines, like rain: horizontal gradients only
     lap, dx, dy = detail_maps(streaks)[0].mean((1, 2))
     assert dx > 0.4 and float(dy) == 0.0 and lap > 0
+
+
+def test_blend_base_follows_its_learned_weight():
+    """A large logit takes the maximum, a small one the pyramid: the head can choose per pixel."""
+    vis_y, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    logit = torch.full((1, 1, 32, 32), 30.0)
+    logit[..., 16:] = -30.0
+    out = fused_luminance(get_config("rt-blend"), vis_y, ir, torch.cat((torch.zeros_like(logit), logit), 1))
+    torch.testing.assert_close(out[..., :16], torch.maximum(vis_y, ir)[..., :16])
+    torch.testing.assert_close(out[..., 16:], laplacian_fusion(vis_y, ir).clamp(0, 1)[..., 16:])
 
 
 def test_night_select_is_absolute_by_day_and_sharper_in_proportion_to_the_dark():

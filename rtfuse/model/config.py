@@ -22,7 +22,7 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative", "select-dim", "select-night")
+FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class FusionConfig:
     # choice from the sources' difference relative to their sum, so that a dark scene (night,
     # a thermal camera at low gain) gets as decisive a start as a bright one instead of an average;
     # "select-dim" divides by that sum only where it is below 1 (dark pixels), "select" elsewhere;
-    # "select-night" is "select" down to a sum of SELECT_NIGHT_SUM, sharper in proportion below it.
+    # "select-night" is "select" down to a sum of SELECT_NIGHT_SUM, sharper in proportion below it;
+    # "blend" mixes "max" and "laplacian" per pixel by a learned weight (starting half and half):
+    # the maximum keeps the infrared of a dark scene, the pyramid the detail through haze and glare.
     # Checkpoints written before this option existed are "max".
     base: str = "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
@@ -114,6 +116,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
     "rt-seldim": FusionConfig(name="rt-seldim", base="select-dim"),
     "rt-selnight": FusionConfig(name="rt-selnight", base="select-night"),
+    # The head chooses per pixel between the maximum and the Laplacian-pyramid fusion.
+    "rt-blend": FusionConfig(name="rt-blend", base="blend"),
 }
 
 

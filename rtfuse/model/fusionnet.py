@@ -81,8 +81,8 @@ _SELECT_DIVISORS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
 
 
 def head_channels(cfg: FusionConfig) -> int:
-    """The fusion head's outputs per pixel: the residual, plus a selection logit for the select bases."""
-    return 2 if cfg.base in _SELECT_DIVISORS else 1
+    """The fusion head's outputs per pixel: the residual, plus a selection logit for the select and blend bases."""
+    return 2 if cfg.base in _SELECT_DIVISORS or cfg.base == "blend" else 1
 
 
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
@@ -93,6 +93,10 @@ def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, he
         start = gap if divisor is None else gap / divisor(vis_y + ir + SELECT_FLOOR)
         weight = torch.sigmoid(SELECT_SHARPNESS * start + head[:, 1:2])
         return (ir + weight * gap + head[:, :1]).clamp(0.0, 1.0)
+    if cfg.base == "blend":
+        pyramid = laplacian_fusion(vis_y, ir)
+        weight = torch.sigmoid(head[:, 1:2])
+        return (pyramid + weight * (torch.maximum(vis_y, ir) - pyramid) + head[:, :1]).clamp(0.0, 1.0)
     base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
     return (base + head).clamp(0.0, 1.0)
 
