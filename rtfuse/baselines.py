@@ -16,7 +16,7 @@ from rtfuse.imageio import check_same_size, rgb_to_gray, to_float01
 from rtfuse.model.pyramid import laplacian_fusion
 
 
-def _gray_sources(vis: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gray_sources(vis: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both sources as float32 grey on 0..255."""
     check_same_size(vis, ir)
     v = to_float01(rgb_to_gray(vis)) * 255.0
@@ -24,26 +24,26 @@ def _gray_sources(vis: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return v, i
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
+def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
 def fuse_max(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
     """Brighter source per pixel: keeps hot targets and lit detail."""
-    v, i = _gray_sources(vis, ir)
-    return _to_uint8(np.maximum(v, i))
+    v, i = gray_sources(vis, ir)
+    return to_uint8(np.maximum(v, i))
 
 
 def fuse_mean(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
     """Average of the sources: the no-decision reference (halves the contrast of each)."""
-    v, i = _gray_sources(vis, ir)
-    return _to_uint8((v + i) / 2.0)
+    v, i = gray_sources(vis, ir)
+    return to_uint8((v + i) / 2.0)
 
 
 def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, max_levels: int = 4) -> np.ndarray:
     """Laplacian pyramid fusion: the stronger detail (max |coefficient|) per level, mean base."""
-    v, i = (torch.from_numpy(x)[None, None] for x in _gray_sources(vis, ir))
-    return _to_uint8(laplacian_fusion(v, i, max_levels)[0, 0].numpy())
+    v, i = (torch.from_numpy(x)[None, None] for x in gray_sources(vis, ir))
+    return to_uint8(laplacian_fusion(v, i, max_levels)[0, 0].numpy())
 
 
 BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"max": fuse_max, "mean": fuse_mean, "laplacian": fuse_laplacian}

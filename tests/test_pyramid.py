@@ -43,3 +43,16 @@ def test_fusion_keeps_the_stronger_detail_and_the_mean_base():
     torch.testing.assert_close(laplacian_fusion(edge, edge), edge, atol=1e-5, rtol=0)
     bright = torch.full_like(flat, 0.9)
     torch.testing.assert_close(laplacian_fusion(flat, bright), torch.full_like(flat, 0.7), atol=1e-5, rtol=0)
+
+
+def test_max_low_pass_keeps_the_brighter_coarse_scene_and_the_same_detail():
+    flat = torch.full((1, 1, 64, 64), 0.5)
+    bright = torch.full_like(flat, 0.9)
+    torch.testing.assert_close(laplacian_fusion(flat, bright, low_pass="max"), bright, atol=1e-5, rtol=0)
+    edge = flat.clone()
+    edge[..., 32:] = 0.9
+    mean, brighter = laplacian_fusion(flat, edge), laplacian_fusion(flat, edge, low_pass="max")
+    assert float(brighter[..., 32].mean() - brighter[..., 31].mean()) > 0.35  # the edge kept as before
+    assert float((brighter - mean).min()) >= -1e-5 and float((brighter - mean).max()) > 0.1  # lifted, never lowered
+    with pytest.raises(ValueError, match="low_pass"):
+        laplacian_fusion(flat, edge, low_pass="min")

@@ -75,10 +75,13 @@ def collapse_pyramid(bands: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, max_levels: int = 4) -> torch.Tensor:
-    """The stronger detail (larger |coefficient|, ``a`` on ties) per band, the mean low-pass."""
+def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, max_levels: int = 4, low_pass: str = "mean") -> torch.Tensor:
+    """The stronger detail (larger |coefficient|, ``a`` on ties) per band; the low-pass residuals'
+    mean (the classical rule) or, with ``low_pass="max"``, their maximum (the brighter coarse scene)."""
+    if low_pass not in ("mean", "max"):
+        raise ValueError(f"low_pass must be 'mean' or 'max', not {low_pass!r}")
     levels = pyramid_levels(tuple(a.shape), max_levels)
     pa, pb = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
     bands = [torch.where(da.abs() >= db.abs(), da, db) for da, db in zip(pa[:-1], pb[:-1])]
-    bands.append((pa[-1] + pb[-1]) / 2.0)
+    bands.append((pa[-1] + pb[-1]) / 2.0 if low_pass == "mean" else torch.maximum(pa[-1], pb[-1]))
     return collapse_pyramid(bands)
