@@ -116,7 +116,8 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
     "rt-seldim": FusionConfig(name="rt-seldim", base="select-dim"),
     "rt-selnight": FusionConfig(name="rt-selnight", base="select-night"),
-    # The head chooses per pixel between the maximum and the Laplacian-pyramid fusion.
+    # The head chooses per pixel between the maximum and the Laplacian-pyramid fusion; it took the
+    # pyramid almost everywhere and clean VIF fell.
     "rt-blend": FusionConfig(name="rt-blend", base="blend"),
 }
 
