@@ -1,6 +1,7 @@
 """Stage-2 loss terms (paper eq. 15-21), each a small pure function on tensors.
 
-``L = a_pix L_pix + a_grad L_grad + a_recon L_recon + a_pkdm L_pkdm + a_aux (L_load + L_mi)``.
+``L = a_pix L_pix + a_grad L_grad + a_recon L_recon + a_pkdm L_pkdm + a_aux (L_load + L_mi)``,
+plus an optional structural term ``a_ssim L_ssim`` (off by default; not in the paper).
 References are the clean sources when degradations are synthetic (known), otherwise the PKDM
 outputs, as in the paper.
 """
@@ -32,6 +33,30 @@ def intensity_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor)
 def gradient_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """L_grad = | |grad Y_f| - max(|grad Y_vis|, |grad Y_ir|) |_1 (eq. 17)."""
     return F.l1_loss(sobel_magnitude(fused_y), torch.maximum(sobel_magnitude(vis_y), sobel_magnitude(ir)))
+
+
+def _local_moments(x: torch.Tensor, y: torch.Tensor, window: int) -> tuple[torch.Tensor, ...]:
+    pad = window // 2
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
+    mx, my = mean(x), mean(y)
+    return mx, my, mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my
+
+
+def structure_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """1 - SSIM of the fused image against, per pixel, the source with the larger local variance.
+
+    An extension beyond the paper's loss: its intensity and gradient terms ask for the sources'
+    maximum values, this one for the local structure (contrast and correlation) of the busier source,
+    closer to what Qabf and VIF compare.
+    """
+    c1, c2 = 0.01**2, 0.03**2
+    ssims, variances = [], []
+    for src in (vis_y, ir):
+        mf, ms, vf, vs, cov = _local_moments(fused_y, src, window)
+        ssims.append(((2 * mf * ms + c1) * (2 * cov + c2)) / ((mf * mf + ms * ms + c1) * (vf + vs + c2)))
+        variances.append(vs)
+    return 1.0 - torch.where(variances[0] >= variances[1], ssims[0], ssims[1]).mean()
 
 
 def cv_squared(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -76,4 +101,5 @@ class LossWeights:
     recon: float = 0.5
     pkdm: float = 0.5
     aux: float = 0.01
+    ssim: float = 0.0  # structure_loss: not in the paper, off by default
 

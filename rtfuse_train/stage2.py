@@ -26,12 +26,13 @@ from rtfuse_train.losses import (
     gradient_loss,
     intensity_loss,
     load_balancing_loss,
+    structure_loss,
 )
 from rtfuse_train.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 
-TERMS = ("pix", "grad", "recon", "pkdm", "load", "mi")
+TERMS = ("pix", "grad", "recon", "pkdm", "load", "mi", "ssim")
 
 
 class FrozenDAGM(nn.Module):
@@ -69,12 +70,13 @@ def loss_terms(model: FusionNet, out, batch: dict) -> dict[str, torch.Tensor]:
         "pkdm": F.l1_loss(out.vis_enhanced, clean_vis) if model.cfg.pkdm else out.fused.new_zeros(()),
         "load": load_balancing_loss(fusion_gates + recon_gates[decoder]),
         "mi": -expert_task_mutual_information([fusion_gates, recon_gates], decoder),
+        "ssim": structure_loss(out.fused_y, vis_y, clean_ir),
     }
 
 
 def combine(terms: dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
     return (w.pix * terms["pix"] + w.grad * terms["grad"] + w.recon * terms["recon"] + w.pkdm * terms["pkdm"]
-            + w.aux * (terms["load"] + terms["mi"]))
+            + w.aux * (terms["load"] + terms["mi"]) + w.ssim * terms["ssim"])
 
 
 @dataclass

@@ -14,6 +14,7 @@ from rtfuse_train.losses import (
     intensity_loss,
     load_balancing_loss,
     sobel_magnitude,
+    structure_loss,
 )
 
 
@@ -37,6 +38,18 @@ def test_gradient_loss_zero_when_fused_has_the_stronger_edges():
     ir = torch.zeros(1, 1, 6, 6)
     assert gradient_loss(vis, vis, ir) == 0
     assert gradient_loss(ir, vis, ir) > 0
+
+
+def test_structure_loss_follows_the_busier_source_per_pixel():
+    torch.manual_seed(0)
+    texture = torch.rand(1, 1, 32, 32)
+    flat = torch.full((1, 1, 32, 32), 0.5)
+    vis = torch.cat((texture[..., :16], flat[..., 16:]), -1)  # texture on the left
+    ir = torch.cat((flat[..., :16], texture[..., 16:]), -1)  # texture on the right
+    both = texture  # keeps each side's texture: the busier source everywhere
+    assert float(structure_loss(both, vis, ir)) < 0.05
+    assert float(structure_loss(vis, vis, ir)) > 0.3  # the right half's texture lost
+    assert float(structure_loss(1.0 - both, vis, ir)) > 1.0  # inverted structure: negative SSIM
 
 
 def test_cv_squared_population_variance():
