@@ -12,6 +12,7 @@ Prints JSON (per method: means over pairs, matlab convention) and a markdown tab
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -19,26 +20,17 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from rtfuse.baselines import BASELINES, gray_sources, to_uint8
+from rtfuse.baselines import BASELINES, fuse_laplacian, gray_tensors, to_uint8
 from rtfuse.evaluate import evaluate_folder, markdown_table, summarise
 from rtfuse.model.pyramid import laplacian_fusion
 
 METRICS = ["EN", "SD", "SF", "AG", "VIF", "Qabf"]
 
 
-def _tensors(vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple(torch.from_numpy(x)[None, None] for x in gray_sources(vis, ir))
-
-
-def fuse_laplacian_max(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """The Laplacian fusion with the brighter low-pass instead of the mean."""
-    return to_uint8(laplacian_fusion(*_tensors(vis, ir), low_pass="max")[0, 0].numpy())
-
-
 def blend(weight: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``weight`` of the pixel-wise maximum, the rest the Laplacian fusion."""
     def fuse(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
-        v, i = _tensors(vis, ir)
+        v, i = gray_tensors(vis, ir)
         return to_uint8((weight * torch.maximum(v, i) + (1 - weight) * laplacian_fusion(v, i))[0, 0].numpy())
     return fuse
 
@@ -49,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="pairs (default: all)")
     p.add_argument("--blend", type=float, nargs="+", default=[0.25, 0.5, 0.75], help="weights of max in the blends")
     args = p.parse_args(argv)
-    fusers = {**BASELINES, "laplacian-max": fuse_laplacian_max, **{f"blend {w:g}": blend(w) for w in args.blend}}
+    fusers = {**BASELINES, "laplacian-max": functools.partial(fuse_laplacian, low_pass="max"), **{f"blend {w:g}": blend(w) for w in args.blend}}
     result = evaluate_folder(args.data, fusers=fusers, names=METRICS, limit=args.limit, workers=2)
     print(json.dumps({s.method: {**s.means, "n": s.images} for s in summarise(result)}, indent=1))
     print(markdown_table(result))
