@@ -35,12 +35,9 @@ def gradient_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) 
     return F.l1_loss(sobel_magnitude(fused_y), torch.maximum(sobel_magnitude(vis_y), sobel_magnitude(ir)))
 
 
-def _local_moments(x: torch.Tensor, y: torch.Tensor, window: int) -> tuple[torch.Tensor, ...]:
+def _box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
     pad = window // 2
-    def mean(t: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
-    mx, my = mean(x), mean(y)
-    return mx, my, mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my
+    return F.avg_pool2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
 
 
 def structure_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -51,9 +48,13 @@ def structure_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor,
     closer to what Qabf and VIF compare.
     """
     c1, c2 = 0.01**2, 0.03**2
+    mf = _box_mean(fused_y, window)
+    vf = _box_mean(fused_y * fused_y, window) - mf * mf
     ssims, variances = [], []
     for src in (vis_y, ir):
-        mf, ms, vf, vs, cov = _local_moments(fused_y, src, window)
+        ms = _box_mean(src, window)
+        vs = _box_mean(src * src, window) - ms * ms
+        cov = _box_mean(fused_y * src, window) - mf * ms
         ssims.append(((2 * mf * ms + c1) * (2 * cov + c2)) / ((mf * mf + ms * ms + c1) * (vf + vs + c2)))
         variances.append(vs)
     return 1.0 - torch.where(variances[0] >= variances[1], ssims[0], ssims[1]).mean()

@@ -80,9 +80,13 @@ _SELECT_DIVISORS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
 }
 
 
+# Bases whose head also predicts a per-pixel logit (which source, or how much of the maximum).
+_LOGIT_BASES = frozenset(_SELECT_DIVISORS) | {"blend"}
+
+
 def head_channels(cfg: FusionConfig) -> int:
-    """The fusion head's outputs per pixel: the residual, plus a selection logit for the select and blend bases."""
-    return 2 if cfg.base in _SELECT_DIVISORS or cfg.base == "blend" else 1
+    """The fusion head's outputs per pixel: the residual, plus a logit for the select and blend bases."""
+    return 2 if cfg.base in _LOGIT_BASES else 1
 
 
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
