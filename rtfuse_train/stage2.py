@@ -22,6 +22,7 @@ from rtfuse.model.color import luminance
 from rtfuse_train.data import DegradedPairs, SourcePair, load_sources, split_sources
 from rtfuse_train.losses import (
     LossWeights,
+    edge_preservation_loss,
     expert_task_mutual_information,
     gradient_loss,
     intensity_loss,
@@ -32,7 +33,7 @@ from rtfuse_train.trainer import TrainConfig, Trainer, TrainResult, seed_everyth
 
 log = logging.getLogger(__name__)
 
-TERMS = ("pix", "grad", "recon", "pkdm", "load", "mi", "ssim")
+TERMS = ("pix", "grad", "recon", "pkdm", "load", "mi", "ssim", "qabf")
 
 
 class FrozenDAGM(nn.Module):
@@ -71,12 +72,13 @@ def loss_terms(model: FusionNet, out, batch: dict) -> dict[str, torch.Tensor]:
         "load": load_balancing_loss(fusion_gates + recon_gates[decoder]),
         "mi": -expert_task_mutual_information([fusion_gates, recon_gates], decoder),
         "ssim": structure_loss(out.fused_y, vis_y, clean_ir),
+        "qabf": edge_preservation_loss(out.fused_y, vis_y, clean_ir),
     }
 
 
 def combine(terms: dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
     return (w.pix * terms["pix"] + w.grad * terms["grad"] + w.recon * terms["recon"] + w.pkdm * terms["pkdm"]
-            + w.aux * (terms["load"] + terms["mi"]) + w.ssim * terms["ssim"])
+            + w.aux * (terms["load"] + terms["mi"]) + w.ssim * terms["ssim"] + w.qabf * terms["qabf"])
 
 
 @dataclass

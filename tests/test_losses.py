@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
+from rtfuse.metrics.qabf import qabf
 from rtfuse.model import GateOutput
 from rtfuse_train.losses import (
     cv_squared,
+    edge_preservation_loss,
     expert_task_mutual_information,
     gradient_loss,
     intensity_loss,
@@ -50,6 +54,34 @@ def test_structure_loss_follows_the_busier_source_per_pixel():
     assert float(structure_loss(both, vis, ir)) < 0.05
     assert float(structure_loss(vis, vis, ir)) > 0.3  # the right half's texture lost
     assert float(structure_loss(1.0 - both, vis, ir)) > 1.0  # inverted structure: negative SSIM
+
+
+def test_edge_preservation_loss_is_one_minus_the_qabf_metric():
+    rng = np.random.default_rng(0)
+    kernel = np.ones(3) / 3
+    smooth = lambda x: np.apply_along_axis(np.convolve, 1, x, kernel, mode="same")  # noqa: E731
+    vis, ir = smooth(rng.random((40, 48))), smooth(rng.random((40, 48)).T).T
+    fused = 0.6 * vis + 0.4 * ir + 0.05 * rng.random((40, 48))
+    as_tensor = lambda x: torch.tensor(x).view(1, 1, *x.shape)  # noqa: E731
+    loss = edge_preservation_loss(as_tensor(fused), as_tensor(vis), as_tensor(ir))
+    assert float(loss) == pytest.approx(1.0 - qabf(ir, vis, fused), abs=1e-9)
+
+
+def test_edge_preservation_loss_rewards_kept_edges_and_has_finite_gradients():
+    torch.manual_seed(0)
+    texture = torch.rand(2, 1, 24, 24)
+    flat = torch.full((2, 1, 24, 24), 0.5)
+    vis = torch.cat((texture[..., :12], flat[..., 12:]), -1)  # texture on the left
+    ir = torch.cat((flat[..., :12], texture[..., 12:]), -1)  # texture on the right
+    kept = edge_preservation_loss(texture, vis, ir)
+    faint = edge_preservation_loss(0.5 + 0.3 * (texture - 0.5), vis, ir)  # edges at 0.3 of their strength
+    one_side = edge_preservation_loss(vis, vis, ir)
+    flat.requires_grad_(True)
+    lost = edge_preservation_loss(flat, vis, ir)
+    lost.backward()
+    assert float(kept) < float(faint) < float(lost)
+    assert float(kept) < float(one_side) < float(lost)  # the flat image keeps only the zero-padded border
+    assert torch.isfinite(flat.grad).all()
 
 
 def test_cv_squared_population_variance():
