@@ -44,13 +44,19 @@ def test_gradient_loss_zero_when_fused_has_the_stronger_edges():
     assert gradient_loss(ir, vis, ir) > 0
 
 
-def test_structure_loss_follows_the_busier_source_per_pixel():
+def _split_texture(batch: int, side: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random texture, and sources that each see half of it (vis the left, ir the right) and flat grey elsewhere."""
     torch.manual_seed(0)
-    texture = torch.rand(1, 1, 32, 32)
-    flat = torch.full((1, 1, 32, 32), 0.5)
-    vis = torch.cat((texture[..., :16], flat[..., 16:]), -1)  # texture on the left
-    ir = torch.cat((flat[..., :16], texture[..., 16:]), -1)  # texture on the right
-    both = texture  # keeps each side's texture: the busier source everywhere
+    texture = torch.rand(batch, 1, side, side)
+    flat = torch.full_like(texture, 0.5)
+    half = side // 2
+    vis = torch.cat((texture[..., :half], flat[..., half:]), -1)
+    ir = torch.cat((flat[..., :half], texture[..., half:]), -1)
+    return texture, vis, ir
+
+
+def test_structure_loss_follows_the_busier_source_per_pixel():
+    both, vis, ir = _split_texture(1, 32)  # keeps each side's texture: the busier source everywhere
     assert float(structure_loss(both, vis, ir)) < 0.05
     assert float(structure_loss(vis, vis, ir)) > 0.3  # the right half's texture lost
     assert float(structure_loss(1.0 - both, vis, ir)) > 1.0  # inverted structure: negative SSIM
@@ -68,11 +74,8 @@ def test_edge_preservation_loss_is_one_minus_the_qabf_metric():
 
 
 def test_edge_preservation_loss_rewards_kept_edges_and_has_finite_gradients():
-    torch.manual_seed(0)
-    texture = torch.rand(2, 1, 24, 24)
-    flat = torch.full((2, 1, 24, 24), 0.5)
-    vis = torch.cat((texture[..., :12], flat[..., 12:]), -1)  # texture on the left
-    ir = torch.cat((flat[..., :12], texture[..., 12:]), -1)  # texture on the right
+    texture, vis, ir = _split_texture(2, 24)
+    flat = torch.full_like(texture, 0.5)
     kept = edge_preservation_loss(texture, vis, ir)
     faint = edge_preservation_loss(0.5 + 0.3 * (texture - 0.5), vis, ir)  # edges at 0.3 of their strength
     one_side = edge_preservation_loss(vis, vis, ir)
