@@ -140,8 +140,8 @@ def test_chroma_comes_from_the_visible_camera_not_from_pkdm():
     inside = ((out.fused > 0.001) & (out.fused < 0.999)).all(1, keepdim=True).expand(-1, 2, -1, -1)
     assert inside.float().mean() > 0.5  # the comparison covers most pixels (no clipping there)
     torch.testing.assert_close(fused_cc[inside], vis_cc[inside], atol=1e-5, rtol=0)
-    # not vacuous: at most pixels PKDM's chroma lies 100x the tolerance away from the camera's
-    assert ((enhanced_cc - vis_cc).abs() > 1e-3).float().mean() > 0.5
+    # not vacuous: at most pixels PKDM's chroma lies 10x the tolerance away from the camera's
+    assert ((enhanced_cc - vis_cc).abs() > 1e-4).float().mean() > 0.5
 
 
 def test_laplacian_is_the_replicate_padded_convolution():
