@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rtfuse.metrics._kernels import DA, DG, KA, KG, TA, TG  # analysis_Qabf.m's sigmoid constants
 from rtfuse.model import GateOutput
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -60,9 +61,6 @@ def structure_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor,
     return 1.0 - torch.where(variances[0] >= variances[1], ssims[0], ssims[1]).mean()
 
 
-# analysis_Qabf.m's sigmoids (strength ratio, orientation match); the same constants as the metric
-_QABF_STRENGTH = (0.9994, -15.0, 0.5)
-_QABF_ORIENTATION = (0.9879, -22.0, 0.8)
 # Sobel of analysis_Qabf.m as cross-correlation kernels: x = left minus right column, y = bottom minus top row
 _QABF_SOBEL = torch.tensor([[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
                             [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]]).unsqueeze(1)
@@ -89,8 +87,6 @@ def edge_preservation_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch
     ``rtfuse.metrics.qabf``; the ratio of equal strengths is 1 (the metric keeps a MATLAB quirk
     there that only exactly equal floats meet).
     """
-    tg, kg, dg = _QABF_STRENGTH
-    ta, ka, da = _QABF_ORIENTATION
     g_f, a_f = _qabf_edges(fused_y, eps)
     num = fused_y.new_zeros(fused_y.shape[0])
     den = fused_y.new_zeros(fused_y.shape[0])
@@ -98,7 +94,7 @@ def edge_preservation_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch
         g_s, a_s = _qabf_edges(src, eps)
         ratio = torch.minimum(g_s, g_f) / torch.maximum(g_s, g_f)
         match = 1.0 - (a_s - a_f).abs() / (torch.pi / 2)
-        kept = tg / (1.0 + torch.exp(kg * (ratio - dg))) * ta / (1.0 + torch.exp(ka * (match - da)))
+        kept = TG / (1.0 + torch.exp(KG * (ratio - DG))) * TA / (1.0 + torch.exp(KA * (match - DA)))
         num = num + (kept * g_s).flatten(1).sum(1)
         den = den + g_s.flatten(1).sum(1)
     return 1.0 - (num / den.clamp_min(eps)).mean()
