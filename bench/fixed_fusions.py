@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="pairs (default: all)")
     p.add_argument("--blend", type=float, nargs="+", default=[0.25, 0.5, 0.75], help="weights of max in the blends")
     args = p.parse_args(argv)
-    fusers = {**BASELINES, "laplacian-max": functools.partial(fuse_laplacian, low_pass="max"), **{f"blend {w:g}": blend(w) for w in args.blend}}
+    fusers = {**BASELINES, "laplacian-max": functools.partial(fuse_laplacian, low_pass="max"),
+              **{f"blend {w:g}": blend(w) for w in args.blend}}
     result = evaluate_folder(args.data, fusers=fusers, names=METRICS, limit=args.limit, workers=2)
     print(json.dumps({s.method: {**s.means, "n": s.images} for s in summarise(result)}, indent=1))
     print(markdown_table(result))

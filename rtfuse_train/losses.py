@@ -61,9 +61,8 @@ def structure_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor,
     return 1.0 - torch.where(variances[0] >= variances[1], ssims[0], ssims[1]).mean()
 
 
-# Sobel of analysis_Qabf.m as cross-correlation kernels: x = left minus right column, y = bottom minus top row
-_QABF_SOBEL = torch.tensor([[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
-                            [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]]).unsqueeze(1)
+# analysis_Qabf.m's Sobel as cross-correlation kernels: x = left minus right column, y = bottom minus top row
+_QABF_SOBEL = torch.stack((-_SOBEL_X, _SOBEL_X.t())).unsqueeze(1)
 
 
 def _qabf_edges(y: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
