@@ -138,7 +138,11 @@ class Publisher:
         self.endpoint, self.topic, self.encoding, self.jpeg_quality = endpoint, topic.encode(), encoding, jpeg_quality
         self.sent = 0
         self.subscribers = 0
-        self._ctx = context or zmq.Context.instance()
+        # ZeroMQ allows one authenticator (ZAP handler) per context, and a stopped one releases its
+        # inproc endpoint asynchronously: a keyed publisher gets a context of its own, so that two
+        # of them in one process (or one right after another) never collide on it.
+        self._own_ctx = keys is not None and context is None
+        self._ctx = zmq.Context() if self._own_ctx else context or zmq.Context.instance()
         self._auth: ThreadAuthenticator | None = None
         sock = self._ctx.socket(zmq.XPUB)
         sock.setsockopt(zmq.SNDHWM, hwm)
@@ -155,15 +159,19 @@ class Publisher:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             sock.close()
-            self._stop_auth()
+            self._release_auth()
             raise RtfuseError(f"cannot bind {endpoint}: {exc}") from exc
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)  # the real port when bound to ":*"
 
-    def _stop_auth(self) -> None:
+    def _release_auth(self) -> None:
+        """Stop the authenticator, and end the context that a keyed publisher owns."""
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        if self._own_ctx:
+            self._ctx.term()
+            self._own_ctx = False
 
     def _poll_subscriptions(self) -> None:
         while True:
@@ -210,7 +218,7 @@ class Publisher:
 
     def close(self) -> None:
         self._sock.close(linger=0)
-        self._stop_auth()
+        self._release_auth()
 
     def __enter__(self) -> Publisher:
         return self

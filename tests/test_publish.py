@@ -168,6 +168,14 @@ def test_curve_subscribers_must_hold_an_accepted_key(tmp_path: Path):
         generate_keys(keys)
 
 
+def test_two_keyed_publishers_live_in_one_process(tmp_path: Path):
+    """ZeroMQ allows one authenticator per context: each keyed publisher owns its context."""
+    generate_keys(tmp_path / "keys")
+    with Publisher("tcp://127.0.0.1:*", keys=tmp_path / "keys") as a, \
+            Publisher("tcp://127.0.0.1:*", keys=tmp_path / "keys") as b:
+        assert a.endpoint != b.endpoint
+
+
 def test_keys_cli_creates_a_usable_folder(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "rtfuse.cli", "keys", str(tmp_path / "k"), "--name", "cam-node"],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
