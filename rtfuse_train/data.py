@@ -269,6 +269,8 @@ class DegradedPairs(PairCrops):
     scene (the visible crop darkened as by ``low_light`` at a severity in ``NIGHT_SEVERITY``, the
     infrared untouched) before its degradation: evaluation sets such as MSRS and LLVIP are mostly
     night scenes, scored against their own dark clean frames, while RoadScene is mostly daylight.
+    A night scene's label is its degradation (haze over a night scene is haze); left clean, it is
+    ``low_light`` at the rendering's severity, since that is how it was made.
     ``dark_infrared`` the share whose thermal camera outputs a low level (clean and degraded
     infrared scaled by a gain in ``DARK_INFRARED_GAIN``): thermal gain control differs between
     cameras, and MSRS's infrared averages 19/255 (LLVIP 50, RoadScene 128), so that a per-pixel
@@ -320,6 +322,7 @@ class DegradedPairs(PairCrops):
         gray = self.gray_visible > 0.0 and rng.uniform() < self.gray_visible
         clean_vis, native_vis = item["vis"], torch.from_numpy(native_vis)[None]
         clean_ir, native_ir = item["ir"], torch.from_numpy(native_ir)[None]
+        night_sev = 0.0
         if self.night > 0.0 and rng.uniform() < self.night:
             night_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             night_sev = float(rng.uniform(*NIGHT_SEVERITY))
@@ -332,7 +335,7 @@ class DegradedPairs(PairCrops):
         vis, ir = torch.from_numpy(resize_chw(vis[0], self.size)), torch.from_numpy(resize_chw(ir[0], self.size))
         if gray:
             clean_vis, vis = (as_rgb(luminance(v[None]))[0].contiguous() for v in (clean_vis, vis))
-        target = class_targets([] if kind == "clean" else [(kind, sev)])
+        target = class_targets([(kind, sev)] if kind != "clean" else [("low_light", night_sev)] if night_sev else [])
         label = int(np.argmax(target))
         item.update(clean_vis=clean_vis, clean_ir=clean_ir, vis=vis, ir=ir, kind=kind,
                     label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))

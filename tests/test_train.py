@@ -115,6 +115,11 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
         item = night[i]
         assert item["kind"] == plain[i]["kind"] and torch.equal(item["clean_ir"], plain[i]["clean_ir"])
         assert float(item["clean_vis"].mean()) < 0.8 * float(plain[i]["clean_vis"].mean())
+        # DAGM's label names the degradation; a night scene left clean was made by low_light
+        expected = "low_light" if item["kind"] == "clean" else CLASSES[plain[i]["label"]]
+        assert CLASSES[item["label"]] == expected and (item["kind"] == "clean") == (plain[i]["label"] == 0)
+        if item["kind"] == "clean":
+            assert 0.3 <= float(item["severity"]) <= 0.8
     dark = DegradedPairs(msrs, 64, 24, seed=3, native=True, dark_infrared=1.0)
     for i in range(8):  # the same visible crops, the infrared at a lower level
         item = dark[i]
@@ -182,13 +187,15 @@ def test_stage1_cli_checkpoint_and_resume(shared_data, tmp_path, capsys):
     out, run_dir = tmp_path / "dagm.pt", tmp_path / "run"
     common = ["stage1", "--pairs", str(shared_data / "msrs"), "--out", str(out), "--run-dir", str(run_dir),
               "--cache-side", "96", "--size", "64", "--samples-per-epoch", "32", "--batch-size", "16",
-              "--eval-repeats", "1", "--test-fraction", "0.3", "--workers", "0", "--no-progress"]
+              "--eval-repeats", "1", "--test-fraction", "0.3", "--workers", "0", "--no-progress",
+              "--night", "0.25", "--dark-infrared", "0.5"]
     assert train_main([*common, "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "top-1 accuracy" in printed and "true \\ pred" in printed and "0.80-1.00" in printed
     first, meta = load_checkpoint(out)
     assert meta["stage"] == 1 and len(meta["confusion"]) == len(CLASSES) and 0 <= meta["test_accuracy"] <= 1
     assert meta["test_sources"] > 0 and meta["train_sources"] > 0
+    assert meta["night"] == 0.25 and meta["dark_infrared"] == 0.5
     state = torch.load(run_dir / "state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (2, 4)
     for k, v in first.dagm.state_dict().items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rtfuse_train.cli._sources import add_source_arguments
+from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
 
 HELP = "stage 1: train DAGM to recognise degradations (6 classes + severity) and write a FusionNet checkpoint"
 
@@ -20,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--test-fraction", type=float, default=0.2, help="share of source groups held out")
     data.add_argument("--severity", type=float, nargs=2, default=(0.2, 1.0), metavar=("LOW", "HIGH"),
                       help="severity range of degraded samples (default 0.2 1.0)")
+    add_scene_arguments(data)
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", choices=("lite", "clip"), default="lite")
     model.add_argument("--clip-weights", metavar="FILE",
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     opts = Stage1Options(out=args.out, pairs=args.pairs, videos=[tuple(v) for v in args.video], every=args.every,
                          cache_side=args.cache_side, size=args.size, samples_per_epoch=args.samples_per_epoch,
                          eval_repeats=args.eval_repeats, test_fraction=args.test_fraction,
-                         severity_range=tuple(args.severity), encoder=args.encoder, clip_weights=args.clip_weights,
+                         severity_range=tuple(args.severity), night=args.night,
+                         dark_infrared=args.dark_infrared, encoder=args.encoder, clip_weights=args.clip_weights,
                          clip_model=args.clip_model, train=cfg)
     result = run_stage1(opts, resume=args.resume)
     if result.exported is None:  # not rank 0 under torchrun

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from rtfuse.model.config import FUSION_BASES
-from rtfuse_train.cli._sources import add_source_arguments
+from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
 
 HELP = "stage 2: train the fusion network (PKDM + DGME U-Net) on degraded pairs with clean references"
 
@@ -22,10 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="share of training samples with a composite scene: night_fog, rainy_night, hazy_glare (default 0)")
     data.add_argument("--gray-visible", type=float, default=0.0, metavar="SHARE",
                       help="share of training samples whose visible camera is monochrome (default 0)")
-    data.add_argument("--night", type=float, default=0.0, metavar="SHARE",
-                      help="share of training samples whose clean scene is a night scene (darkened visible; default 0)")
-    data.add_argument("--dark-infrared", type=float, default=0.0, metavar="SHARE",
-                      help="share of training samples whose thermal camera outputs a low level (infrared x 0.15-0.6; default 0)")
+    add_scene_arguments(data)
     model = parser.add_argument_group("model")
     model.add_argument("--dagm", type=Path, required=True, help="stage-1 checkpoint (its DAGM is frozen)")
     model.add_argument("--model", default="rt", help="rt, or an ablation: rt-nopkdm, rt-dense")
