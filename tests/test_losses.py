@@ -82,6 +82,7 @@ def test_edge_preservation_loss_rewards_kept_edges_and_has_finite_gradients():
     flat.requires_grad_(True)
     lost = edge_preservation_loss(flat, vis, ir)
     lost.backward()
+    lost = lost.detach()
     assert float(kept) < float(faint) < float(lost)
     assert float(kept) < float(one_side) < float(lost)  # the flat image keeps only the zero-padded border
     assert torch.isfinite(flat.grad).all()
