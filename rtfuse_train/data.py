@@ -335,7 +335,10 @@ class DegradedPairs(PairCrops):
         vis, ir = torch.from_numpy(resize_chw(vis[0], self.size)), torch.from_numpy(resize_chw(ir[0], self.size))
         if gray:
             clean_vis, vis = (as_rgb(luminance(v[None]))[0].contiguous() for v in (clean_vis, vis))
-        target = class_targets([(kind, sev)] if kind != "clean" else [("low_light", night_sev)] if night_sev else [])
+        applied = [] if kind == "clean" else [(kind, sev)]
+        if not applied and night_sev:  # a night scene left clean was made by low_light
+            applied = [("low_light", night_sev)]
+        target = class_targets(applied)
         label = int(np.argmax(target))
         item.update(clean_vis=clean_vis, clean_ir=clean_ir, vis=vis, ir=ir, kind=kind,
                     label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))
