@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SPLIT_SALT = "rtfuse-split-v1"  # changing it reshuffles every split; keep it fixed
 _COMPOSITE_NAMES = tuple(sorted(COMPOSITES))
 NIGHT_SEVERITY = (0.3, 0.8)  # low_light severities that render a clean daylight crop as a night scene
+NIGHT_LABELS = ("low_light", "clean")  # what a night scene left clean may be labelled
 DARK_INFRARED_GAIN = (0.15, 0.6)  # infrared gains of a thermal camera set to a low output level
 
 
@@ -270,7 +271,8 @@ class DegradedPairs(PairCrops):
     infrared untouched) before its degradation: evaluation sets such as MSRS and LLVIP are mostly
     night scenes, scored against their own dark clean frames, while RoadScene is mostly daylight.
     A night scene's label is its degradation (haze over a night scene is haze); left clean, it is
-    ``low_light`` at the rendering's severity, since that is how it was made.
+    ``night_label``: ``low_light`` at the rendering's severity, since that is how it was made, or
+    ``clean``, since a dark scene is what a night camera normally sees and needs no brightening.
     ``dark_infrared`` the share whose thermal camera outputs a low level (clean and degraded
     infrared scaled by a gain in ``DARK_INFRARED_GAIN``): thermal gain control differs between
     cameras, and MSRS's infrared averages 19/255 (LLVIP 50, RoadScene 128), so that a per-pixel
@@ -282,7 +284,7 @@ class DegradedPairs(PairCrops):
                  severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
                  scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False,
                  whole: bool = False, composites: float = 0.0, gray_visible: float = 0.0, night: float = 0.0,
-                 dark_infrared: float = 0.0):
+                 dark_infrared: float = 0.0, night_label: str = "low_light"):
         super().__init__(sources, size, length, seed, scale, flip and not whole)
         self.native = native  # size x size crops at the source's pixel scale (fusion: detail statistics)
         self.whole = whole
@@ -293,6 +295,9 @@ class DegradedPairs(PairCrops):
             if not 0.0 <= share <= 1.0:
                 raise RtfuseError(f"{name} share must be in [0, 1], got {share}")
         self.composites, self.gray_visible, self.night, self.dark_infrared = composites, gray_visible, night, dark_infrared
+        if night_label not in NIGHT_LABELS:
+            raise RtfuseError(f"night_label must be one of {NIGHT_LABELS}, got {night_label!r}")
+        self.night_label = night_label
         self.severity, self.balanced = severity, balanced
         self.kinds = kinds_by_class()
 
@@ -336,7 +341,7 @@ class DegradedPairs(PairCrops):
         if gray:
             clean_vis, vis = (as_rgb(luminance(v[None]))[0].contiguous() for v in (clean_vis, vis))
         applied = [] if kind == "clean" else [(kind, sev)]
-        if not applied and night_sev:  # a night scene left clean was made by low_light
+        if not applied and night_sev and self.night_label == "low_light":  # made by low_light
             applied = [("low_light", night_sev)]
         target = class_targets(applied)
         label = int(np.argmax(target))

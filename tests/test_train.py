@@ -120,6 +120,12 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
         assert CLASSES[item["label"]] == expected and (item["kind"] == "clean") == (plain[i]["label"] == 0)
         if item["kind"] == "clean":
             assert 0.3 <= float(item["severity"]) <= 0.8
+    as_clean = DegradedPairs(msrs, 64, 24, seed=3, native=True, night=1.0, night_label="clean")
+    for i in range(8):  # the same night scenes; one left clean is labelled clean
+        item = as_clean[i]
+        assert torch.equal(item["vis"], night[i]["vis"])
+        assert item["label"] == (0 if item["kind"] == "clean" else night[i]["label"])
+    assert {night[i]["kind"] for i in range(8)} >= {"clean"}, "the check needs a clean night scene among the 8"
     dark = DegradedPairs(msrs, 64, 24, seed=3, native=True, dark_infrared=1.0)
     for i in range(8):  # the same visible crops, the infrared at a lower level
         item = dark[i]
@@ -129,6 +135,8 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
         assert 0.15 <= float(gain.min()) and float(gain.max()) <= 0.6 and float(gain.max() - gain.min()) < 1e-5
     with pytest.raises(RtfuseError, match="share"):
         DegradedPairs(msrs, 64, 4, composites=1.5)
+    with pytest.raises(RtfuseError, match="night_label"):
+        DegradedPairs(msrs, 64, 4, night_label="dark")
 
 
 def test_balanced_evaluation_set_covers_every_class_per_source(msrs):
@@ -188,14 +196,14 @@ def test_stage1_cli_checkpoint_and_resume(shared_data, tmp_path, capsys):
     common = ["stage1", "--pairs", str(shared_data / "msrs"), "--out", str(out), "--run-dir", str(run_dir),
               "--cache-side", "96", "--size", "64", "--samples-per-epoch", "32", "--batch-size", "16",
               "--eval-repeats", "1", "--test-fraction", "0.3", "--workers", "0", "--no-progress",
-              "--night", "0.25", "--dark-infrared", "0.5"]
+              "--night", "0.25", "--dark-infrared", "0.5", "--night-label", "clean"]
     assert train_main([*common, "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "top-1 accuracy" in printed and "true \\ pred" in printed and "0.80-1.00" in printed
     first, meta = load_checkpoint(out)
     assert meta["stage"] == 1 and len(meta["confusion"]) == len(CLASSES) and 0 <= meta["test_accuracy"] <= 1
     assert meta["test_sources"] > 0 and meta["train_sources"] > 0
-    assert meta["night"] == 0.25 and meta["dark_infrared"] == 0.5
+    assert meta["night"] == 0.25 and meta["dark_infrared"] == 0.5 and meta["night_label"] == "clean"
     state = torch.load(run_dir / "state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (2, 4)
     for k, v in first.dagm.state_dict().items():

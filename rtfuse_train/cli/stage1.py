@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
+from rtfuse_train.data import NIGHT_LABELS
 
 HELP = "stage 1: train DAGM to recognise degradations (6 classes + severity) and write a FusionNet checkpoint"
 
@@ -21,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--severity", type=float, nargs=2, default=(0.2, 1.0), metavar=("LOW", "HIGH"),
                       help="severity range of degraded samples (default 0.2 1.0)")
     add_scene_arguments(data)
+    data.add_argument("--night-label", choices=NIGHT_LABELS, default="low_light",
+                      help="label of a night scene left clean: low_light (how it was rendered; default) or clean "
+                           "(darkness is normal at night)")
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", choices=("lite", "clip"), default="lite")
     model.add_argument("--clip-weights", metavar="FILE",
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     opts = Stage1Options(out=args.out, pairs=args.pairs, videos=[tuple(v) for v in args.video], every=args.every,
                          cache_side=args.cache_side, size=args.size, samples_per_epoch=args.samples_per_epoch,
                          eval_repeats=args.eval_repeats, test_fraction=args.test_fraction,
-                         severity_range=tuple(args.severity), night=args.night,
+                         severity_range=tuple(args.severity), night=args.night, night_label=args.night_label,
                          dark_infrared=args.dark_infrared, encoder=args.encoder, clip_weights=args.clip_weights,
                          clip_model=args.clip_model, train=cfg)
     result = run_stage1(opts, resume=args.resume)
