@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -255,6 +255,34 @@ def kinds_by_class() -> dict[str, tuple[str, ...]]:
     return out
 
 
+@dataclass(frozen=True)
+class SceneMix:
+    """Scenes and cameras mixed into training beyond the recorded sources, each as a share of samples.
+
+    ``composites``: a composite scene (night fog, rainy night, hazy glare) instead of one
+    degradation. ``gray_visible``: a monochrome visible camera (clean and degraded visible replaced
+    by their luma). ``night``: the clean scene is a night scene (the visible crop darkened as by
+    ``low_light`` at a severity in ``NIGHT_SEVERITY``, the infrared untouched) before its
+    degradation: evaluation sets such as MSRS and LLVIP are mostly night scenes, scored against their
+    own dark clean frames, while RoadScene is mostly daylight. ``dark_infrared``: a thermal camera
+    at a low output level (clean and degraded infrared scaled by a gain in ``DARK_INFRARED_GAIN``):
+    thermal gain control differs between cameras, and MSRS's infrared averages 19/255 (LLVIP 50,
+    RoadScene 128), so that a per-pixel maximum there is the visible image almost everywhere.
+    None of them draws random numbers when 0, so runs without them keep their exact sample streams.
+    """
+
+    composites: float = 0.0
+    gray_visible: float = 0.0
+    night: float = 0.0
+    dark_infrared: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            share = getattr(self, f.name)
+            if not 0.0 <= share <= 1.0:
+                raise RtfuseError(f"{f.name} share must be in [0, 1], got {share}")
+
+
 class DegradedPairs(PairCrops):
     """Crops with one synthetic degradation each, its class label and severity, and the clean
     references: keys ``vis``, ``ir`` (degraded), ``clean_vis``, ``clean_ir``, ``label`` (index into
@@ -264,37 +292,22 @@ class DegradedPairs(PairCrops):
     class equally often: item i uses source i mod n and class (i div n) mod len(CLASSES).
     ``whole=True`` (evaluation of recognition) degrades and shrinks the whole frame, unflipped:
     what the runtime's DAGM sees when it plans a clip.
-    ``composites`` is the share of samples that get a composite scene (night fog, rainy night, hazy
-    glare) instead; ``gray_visible`` the share whose visible camera is monochrome (clean and
-    degraded visible both replaced by their luma); ``night`` the share whose clean scene is a night
-    scene (the visible crop darkened as by ``low_light`` at a severity in ``NIGHT_SEVERITY``, the
-    infrared untouched) before its degradation: evaluation sets such as MSRS and LLVIP are mostly
-    night scenes, scored against their own dark clean frames, while RoadScene is mostly daylight.
-    A night scene's label is its degradation (haze over a night scene is haze); left clean, it is
-    ``night_label``: ``low_light`` at the rendering's severity, since that is how it was made, or
-    ``clean``, since a dark scene is what a night camera normally sees and needs no brightening.
-    ``dark_infrared`` the share whose thermal camera outputs a low level (clean and degraded
-    infrared scaled by a gain in ``DARK_INFRARED_GAIN``): thermal gain control differs between
-    cameras, and MSRS's infrared averages 19/255 (LLVIP 50, RoadScene 128), so that a per-pixel
-    maximum there is the visible image almost everywhere.
-    None of them draws random numbers when 0, so runs without them keep their exact sample streams.
+    ``scenes`` mixes in composite, night and monochrome scenes and dark thermal cameras
+    (``SceneMix``). A night scene's label is its degradation (haze over a night scene is haze); left
+    clean, it is ``night_label``: ``low_light`` at the rendering's severity, since that is how it was
+    made, or ``clean``, since a dark scene is what a night camera normally sees.
     """
 
     def __init__(self, sources: Sequence[SourcePair], size: int = 128, length: int | None = None, seed: int = 0,
                  severity: tuple[float, float] = (0.2, 1.0), balanced: bool = False,
                  scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, native: bool = False,
-                 whole: bool = False, composites: float = 0.0, gray_visible: float = 0.0, night: float = 0.0,
-                 dark_infrared: float = 0.0, night_label: str = "low_light"):
+                 whole: bool = False, scenes: SceneMix = SceneMix(), night_label: str = "low_light"):
         super().__init__(sources, size, length, seed, scale, flip and not whole)
         self.native = native  # size x size crops at the source's pixel scale (fusion: detail statistics)
         self.whole = whole
         if not 0.0 < severity[0] <= severity[1] <= 1.0:
             raise RtfuseError(f"severity range must satisfy 0 < low <= high <= 1, got {severity}")
-        shares = {"composites": composites, "gray_visible": gray_visible, "night": night, "dark_infrared": dark_infrared}
-        for name, share in shares.items():
-            if not 0.0 <= share <= 1.0:
-                raise RtfuseError(f"{name} share must be in [0, 1], got {share}")
-        self.composites, self.gray_visible, self.night, self.dark_infrared = composites, gray_visible, night, dark_infrared
+        self.scenes = scenes
         if night_label not in NIGHT_LABELS:
             raise RtfuseError(f"night_label must be one of {NIGHT_LABELS}, got {night_label!r}")
         self.night_label = night_label
@@ -320,20 +333,20 @@ class DegradedPairs(PairCrops):
             cls = CLASSES[int(rng.integers(len(CLASSES)))]
         options = self.kinds[cls]
         kind = options[int(rng.integers(len(options)))]
-        if self.composites > 0.0 and rng.uniform() < self.composites:
+        if self.scenes.composites > 0.0 and rng.uniform() < self.scenes.composites:
             kind = _COMPOSITE_NAMES[int(rng.integers(len(_COMPOSITE_NAMES)))]
         sev = 0.0 if kind == "clean" else float(rng.uniform(*self.severity))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        gray = self.gray_visible > 0.0 and rng.uniform() < self.gray_visible
+        gray = self.scenes.gray_visible > 0.0 and rng.uniform() < self.scenes.gray_visible
         clean_vis, native_vis = item["vis"], torch.from_numpy(native_vis)[None]
         clean_ir, native_ir = item["ir"], torch.from_numpy(native_ir)[None]
         night_sev = 0.0
-        if self.night > 0.0 and rng.uniform() < self.night:
+        if self.scenes.night > 0.0 and rng.uniform() < self.scenes.night:
             night_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             night_sev = float(rng.uniform(*NIGHT_SEVERITY))
             native_vis = degrade_batch(native_vis, native_ir, ["low_light"], [night_sev], night_gen)[0]
             clean_vis = torch.from_numpy(resize_chw(native_vis[0], self.size))
-        if self.dark_infrared > 0.0 and rng.uniform() < self.dark_infrared:
+        if self.scenes.dark_infrared > 0.0 and rng.uniform() < self.scenes.dark_infrared:
             gain = float(rng.uniform(*DARK_INFRARED_GAIN))
             clean_ir, native_ir = clean_ir * gain, native_ir * gain
         vis, ir = degrade_batch(native_vis, native_ir, [kind], [sev], gen)

@@ -9,7 +9,7 @@ loads it and freezes DAGM.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -21,7 +21,7 @@ from torch import nn
 from rtfuse.checkpoint import save_checkpoint
 from rtfuse.degrade import CLASSES
 from rtfuse.model import FusionNet, get_config
-from rtfuse_train.data import DegradedPairs, SourcePair, load_sources, split_sources
+from rtfuse_train.data import DegradedPairs, SceneMix, SourcePair, load_sources, split_sources
 from rtfuse_train.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
@@ -136,9 +136,8 @@ class Stage1Options:
     eval_repeats: int = 4  # per test source and class
     test_fraction: float = 0.2
     severity_range: tuple[float, float] = (0.2, 1.0)
-    night: float = 0.0  # share of training crops whose clean scene is a night scene
+    scenes: SceneMix = SceneMix()  # night scenes and dark thermal cameras (the CLI sets no others)
     night_label: str = "low_light"  # the label of a night scene left clean: low_light or clean
-    dark_infrared: float = 0.0  # share of training crops from a thermal camera set to a low level
     encoder: str = "lite"
     clip_weights: str | None = None
     clip_model: str = "ViT-B-32"
@@ -157,14 +156,14 @@ def build_datasets(opts: Stage1Options, sources: Sequence[SourcePair], seed: int
     """Train/test datasets split by source group, and a summary for the checkpoint metadata."""
     train, test = split_sources(sources, opts.test_fraction)
     train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range,
-                             night=opts.night, dark_infrared=opts.dark_infrared, night_label=opts.night_label)
+                             scenes=opts.scenes, night_label=opts.night_label)
     test_ds = DegradedPairs(test, opts.size, len(test) * len(CLASSES) * opts.eval_repeats, seed + 1,
                             opts.severity_range, balanced=True, whole=True)
     summary = {"train_sources": len(train), "test_sources": len(test),
                "train_groups": len({s.group for s in train}), "test_groups": len({s.group for s in test}),
                "test_clips": sorted({s.group for s in test if "#" in s.name}),
                "data": [str(p) for p in opts.pairs] + [f"{v}|{i}" for v, i in opts.videos],
-               "night": opts.night, "dark_infrared": opts.dark_infrared, "night_label": opts.night_label}
+               **asdict(opts.scenes), "night_label": opts.night_label}
     return train_ds, test_ds, summary
 
 

@@ -19,7 +19,7 @@ from rtfuse.checkpoint import read_dagm, save_checkpoint
 from rtfuse.errors import RtfuseError
 from rtfuse.model import TASK_FUSION, TASK_RECON, FusionNet, get_config
 from rtfuse.model.color import luminance
-from rtfuse_train.data import DegradedPairs, SourcePair, load_sources, split_sources
+from rtfuse_train.data import DegradedPairs, SceneMix, SourcePair, load_sources, split_sources
 from rtfuse_train.losses import (
     LossWeights,
     edge_preservation_loss,
@@ -137,17 +137,9 @@ class Stage2Options:
     eval_repeats: int = 1
     test_fraction: float = 0.2
     severity_range: tuple[float, float] = (0.2, 1.0)
-    composites: float = 0.0  # share of training samples with a composite scene (night fog, ...)
-    gray_visible: float = 0.0  # share of training samples from a monochrome visible camera
-    night: float = 0.0  # share of training samples whose clean scene is a night scene
-    dark_infrared: float = 0.0  # share of training samples from a thermal camera set to a low level
+    scenes: SceneMix = SceneMix()  # composite, night and monochrome scenes, dark thermal cameras
     weights: LossWeights = field(default_factory=LossWeights)
     train: TrainConfig | None = None
-
-    def sample_shares(self) -> dict[str, float]:
-        """The training samples' scene and camera options, as DegradedPairs takes and the metadata keeps them."""
-        return {"composites": self.composites, "gray_visible": self.gray_visible, "night": self.night,
-                "dark_infrared": self.dark_infrared}
 
 
 def build_model(opts: Stage2Options) -> FusionNet:
@@ -168,7 +160,7 @@ def build_model(opts: Stage2Options) -> FusionNet:
 def build_datasets(opts: Stage2Options, sources: Sequence[SourcePair], seed: int) -> tuple[DegradedPairs, DegradedPairs, dict]:
     train, test = split_sources(sources, opts.test_fraction)
     train_ds = DegradedPairs(train, opts.size, opts.samples_per_epoch, seed, opts.severity_range, native=True,
-                             **opts.sample_shares())
+                             scenes=opts.scenes)
     test_ds = DegradedPairs(test, opts.size, len(test) * 6 * opts.eval_repeats, seed + 1, opts.severity_range,
                             balanced=True, native=True)
     summary = {"train_sources": len(train), "test_sources": len(test),
@@ -183,7 +175,7 @@ def run_stage2(opts: Stage2Options, resume: bool = False, sources: Sequence[Sour
     model = build_model(opts)
     sources = sources if sources is not None else load_sources(opts.pairs, opts.videos, opts.every, opts.cache_side)
     train_ds, test_ds, summary = build_datasets(opts, sources, cfg.seed)
-    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights), **opts.sample_shares())
+    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights), **asdict(opts.scenes))
     log.info("stage 2 (%s): %d train / %d test sources", opts.model, summary["train_sources"], summary["test_sources"])
     trainer = Trainer(model, Stage2(opts.out, opts.weights, summary), train_ds, test_ds, cfg)
     try:

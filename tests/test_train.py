@@ -16,8 +16,8 @@ from rtfuse.checkpoint import load_checkpoint
 from rtfuse.degrade import CLASSES, class_targets
 from rtfuse.errors import RtfuseError
 from rtfuse_train.cli import main as train_main
-from rtfuse_train.data import (DegradedPairs, PairCrops, SourcePair, kinds_by_class, load_pair_folder, load_video_pair,
-                               resize_chw, split_fraction, split_sources)
+from rtfuse_train.data import (DegradedPairs, PairCrops, SceneMix, SourcePair, kinds_by_class, load_pair_folder,
+                               load_video_pair, resize_chw, split_fraction, split_sources)
 from rtfuse_train.stage1 import Stage1, Stage1Options, build_model, confusion_matrix, make_trainer, severity_accuracy
 from rtfuse_train.trainer import ShardedSampler, TrainConfig, Trainer, seed_everything
 
@@ -99,7 +99,7 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
                                                     "low_light"]
     assert [round(float(plain[i]["severity"]), 4) for i in range(16)] == [
         0.6657, 0.4425, 0.8248, 0.8836, 0.7437, 0.0, 0.8663, 0.9143, 0.0, 0.673, 0.0, 0.912, 0.0, 0.0, 0.8363, 0.9827]
-    both = DegradedPairs(msrs, 64, 24, seed=3, native=True, composites=1.0, gray_visible=1.0)
+    both = DegradedPairs(msrs, 64, 24, seed=3, native=True, scenes=SceneMix(composites=1.0, gray_visible=1.0))
     for i in range(24):
         item = both[i]
         assert item["kind"] in ("night_fog", "rainy_night", "hazy_glare")
@@ -108,9 +108,9 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
             assert torch.equal(item[key][0], item[key][1]) and torch.equal(item[key][1], item[key][2])
         assert not torch.equal(item["vis"], item["clean_vis"])
     colour = plain[0]["clean_vis"]
-    mono = DegradedPairs(msrs, 64, 24, seed=3, native=True, gray_visible=1.0)[0]["clean_vis"]
+    mono = DegradedPairs(msrs, 64, 24, seed=3, native=True, scenes=SceneMix(gray_visible=1.0))[0]["clean_vis"]
     assert torch.allclose(mono[0], 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2], atol=1e-3)
-    night = DegradedPairs(msrs, 64, 24, seed=3, native=True, night=1.0)
+    night = DegradedPairs(msrs, 64, 24, seed=3, native=True, scenes=SceneMix(night=1.0))
     for i in range(8):  # the same crops and degradations, on a darker clean visible, the infrared as it was
         item = night[i]
         assert item["kind"] == plain[i]["kind"] and torch.equal(item["clean_ir"], plain[i]["clean_ir"])
@@ -120,13 +120,13 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
         assert CLASSES[item["label"]] == expected and (item["kind"] == "clean") == (plain[i]["label"] == 0)
         if item["kind"] == "clean":
             assert 0.3 <= float(item["severity"]) <= 0.8
-    as_clean = DegradedPairs(msrs, 64, 24, seed=3, native=True, night=1.0, night_label="clean")
+    as_clean = DegradedPairs(msrs, 64, 24, seed=3, native=True, scenes=SceneMix(night=1.0), night_label="clean")
     for i in range(8):  # the same night scenes; one left clean is labelled clean
         item = as_clean[i]
         assert torch.equal(item["vis"], night[i]["vis"])
         assert item["label"] == (0 if item["kind"] == "clean" else night[i]["label"])
     assert {night[i]["kind"] for i in range(8)} >= {"clean"}, "the check needs a clean night scene among the 8"
-    dark = DegradedPairs(msrs, 64, 24, seed=3, native=True, dark_infrared=1.0)
+    dark = DegradedPairs(msrs, 64, 24, seed=3, native=True, scenes=SceneMix(dark_infrared=1.0))
     for i in range(8):  # the same visible crops, the infrared at a lower level
         item = dark[i]
         assert item["kind"] == plain[i]["kind"] and torch.equal(item["clean_vis"], plain[i]["clean_vis"])
@@ -134,7 +134,7 @@ def test_scene_and_camera_options_leave_the_default_stream_alone(msrs):
         gain = item["clean_ir"][bright] / plain[i]["clean_ir"][bright]
         assert 0.15 <= float(gain.min()) and float(gain.max()) <= 0.6 and float(gain.max() - gain.min()) < 1e-5
     with pytest.raises(RtfuseError, match="share"):
-        DegradedPairs(msrs, 64, 4, composites=1.5)
+        SceneMix(composites=1.5)
     with pytest.raises(RtfuseError, match="night_label"):
         DegradedPairs(msrs, 64, 4, night_label="dark")
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
-from rtfuse_train.data import NIGHT_LABELS
+from rtfuse_train.data import NIGHT_LABELS, SceneMix
 
 HELP = "stage 1: train DAGM to recognise degradations (6 classes + severity) and write a FusionNet checkpoint"
 
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     opts = Stage1Options(out=args.out, pairs=args.pairs, videos=[tuple(v) for v in args.video], every=args.every,
                          cache_side=args.cache_side, size=args.size, samples_per_epoch=args.samples_per_epoch,
                          eval_repeats=args.eval_repeats, test_fraction=args.test_fraction,
-                         severity_range=tuple(args.severity), night=args.night, night_label=args.night_label,
-                         dark_infrared=args.dark_infrared, encoder=args.encoder, clip_weights=args.clip_weights,
-                         clip_model=args.clip_model, train=cfg)
+                         severity_range=tuple(args.severity), night_label=args.night_label,
+                         scenes=SceneMix(night=args.night, dark_infrared=args.dark_infrared), encoder=args.encoder,
+                         clip_weights=args.clip_weights, clip_model=args.clip_model, train=cfg)
     result = run_stage1(opts, resume=args.resume)
     if result.exported is None:  # not rank 0 under torchrun
         return 0

@@ -48,6 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rtfuse_train.data import SceneMix
     from rtfuse_train.losses import LossWeights
     from rtfuse_train.stage2 import Stage2Options, run_stage2
     from rtfuse_train.trainer import TrainConfig
@@ -61,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     opts = Stage2Options(out=args.out, dagm=args.dagm, model=args.model, base=args.base, pairs=args.pairs,
                          videos=[tuple(v) for v in args.video], every=args.every, size=args.size,
                          samples_per_epoch=args.samples_per_epoch, test_fraction=args.test_fraction,
-                         severity_range=tuple(args.severity), composites=args.composites,
-                         gray_visible=args.gray_visible, night=args.night,
-                         dark_infrared=args.dark_infrared, weights=weights, train=cfg)
+                         severity_range=tuple(args.severity), weights=weights, train=cfg,
+                         scenes=SceneMix(args.composites, args.gray_visible, args.night, args.dark_infrared))
     result = run_stage2(opts, resume=args.resume)
     if result.exported is None:
         return 0
