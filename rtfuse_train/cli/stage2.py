@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
                          videos=[tuple(v) for v in args.video], every=args.every, size=args.size,
                          samples_per_epoch=args.samples_per_epoch, test_fraction=args.test_fraction,
                          severity_range=tuple(args.severity), weights=weights, train=cfg,
-                         scenes=SceneMix(args.composites, args.gray_visible, args.night, args.dark_infrared))
+                         scenes=SceneMix(composites=args.composites, gray_visible=args.gray_visible, night=args.night,
+                                         dark_infrared=args.dark_infrared))
     result = run_stage2(opts, resume=args.resume)
     if result.exported is None:
         return 0
