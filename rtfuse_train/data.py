@@ -283,6 +283,12 @@ class SceneMix:
                 raise RtfuseError(f"{f.name} share must be in [0, 1], got {share}")
 
 
+def _drawn(rng: np.random.Generator, share: float) -> bool:
+    """Whether this sample takes an option given to ``share`` of samples; a share of 0 draws nothing,
+    so runs without the option keep their exact sample streams."""
+    return share > 0.0 and rng.uniform() < share
+
+
 class DegradedPairs(PairCrops):
     """Crops with one synthetic degradation each, its class label and severity, and the clean
     references: keys ``vis``, ``ir`` (degraded), ``clean_vis``, ``clean_ir``, ``label`` (index into
@@ -333,20 +339,20 @@ class DegradedPairs(PairCrops):
             cls = CLASSES[int(rng.integers(len(CLASSES)))]
         options = self.kinds[cls]
         kind = options[int(rng.integers(len(options)))]
-        if self.scenes.composites > 0.0 and rng.uniform() < self.scenes.composites:
+        if _drawn(rng, self.scenes.composites):
             kind = _COMPOSITE_NAMES[int(rng.integers(len(_COMPOSITE_NAMES)))]
         sev = 0.0 if kind == "clean" else float(rng.uniform(*self.severity))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        gray = self.scenes.gray_visible > 0.0 and rng.uniform() < self.scenes.gray_visible
+        gray = _drawn(rng, self.scenes.gray_visible)
         clean_vis, native_vis = item["vis"], torch.from_numpy(native_vis)[None]
         clean_ir, native_ir = item["ir"], torch.from_numpy(native_ir)[None]
         night_sev = 0.0
-        if self.scenes.night > 0.0 and rng.uniform() < self.scenes.night:
+        if _drawn(rng, self.scenes.night):
             night_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             night_sev = float(rng.uniform(*NIGHT_SEVERITY))
             native_vis = degrade_batch(native_vis, native_ir, ["low_light"], [night_sev], night_gen)[0]
             clean_vis = torch.from_numpy(resize_chw(native_vis[0], self.size))
-        if self.scenes.dark_infrared > 0.0 and rng.uniform() < self.scenes.dark_infrared:
+        if _drawn(rng, self.scenes.dark_infrared):
             gain = float(rng.uniform(*DARK_INFRARED_GAIN))
             clean_ir, native_ir = clean_ir * gain, native_ir * gain
         vis, ir = degrade_batch(native_vis, native_ir, [kind], [sev], gen)
