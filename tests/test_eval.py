@@ -225,11 +225,17 @@ def test_cli_ours_fuses_and_scores(dataset: Path, tmp_path: Path, capsys):
     assert fused.shape[:2] == read_image(dataset / "vi" / "05.png").shape[:2]
 
 
+def _bench(name: str):
+    """A script of bench/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_robustness_bench_scores_night_renditions_of_the_pairs(shared_data: Path, tmp_path: Path):
     """bench/robustness.py --night: the references become darkened copies (infrared as it was)."""
-    spec = importlib.util.spec_from_file_location("robustness", Path(__file__).resolve().parents[1] / "bench" / "robustness.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("robustness")
     tno = shared_data / "tno"
     night = bench.night_scenes(tno, tmp_path / "night", 0.6, limit=2)
     dark = bench.night_scenes(tno, tmp_path / "dark", 0.6, limit=2, ir_gain=0.5)
@@ -249,3 +255,28 @@ def test_robustness_bench_scores_night_renditions_of_the_pairs(shared_data: Path
     assert report[f"{tno} (night 0.6)"]["noise:0.5"]["max"]["n"] == 2
     with pytest.raises(SystemExit):  # a gain without the night rendition would be silently ignored
         bench.main(["--data", str(tno), "--ir-gain", "0.2"])
+
+
+def test_sharpening_bench_trades_qabf_for_detail(shared_data: Path, tmp_path: Path, capsys):
+    """bench/sharpening.py: an unsharp mask leaves flat areas alone, raises AG and SF and costs Qabf;
+    precomputed fusions are scored beside it and the plot is written."""
+    bench = _bench("sharpening")
+    flat = np.full((20, 30, 3), 77, np.uint8)
+    assert np.array_equal(bench.unsharp(flat, 1.0, 2.0), flat)
+    tno = shared_data / "tno"
+    data, fused = tmp_path / "data", tmp_path / "fused" / "PIAFusion"
+    for folder in (data / "vi", data / "ir", fused):
+        folder.mkdir(parents=True)
+    for name in SMALL[:2]:
+        (data / "vi" / name).symlink_to(tno / "vi" / name)
+        (data / "ir" / name).symlink_to(tno / "ir" / name)
+        (fused / name).symlink_to(tno / "fused" / "PIAFusion" / name)
+    plot = tmp_path / "sharpening.png"
+    assert bench.main(["--data", str(data), "--fused-root", str(fused.parent), "--amount", "0.8", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    means = json.loads(out[: out.index("\n}") + 2])
+    plain, sharp = means["rtfuse"], means["rtfuse usm 0.8"]
+    assert sharp["AG"] > 1.2 * plain["AG"] and sharp["SF"] > 1.2 * plain["SF"]
+    assert sharp["Qabf"] < plain["Qabf"] - 0.02
+    assert means["PIAFusion"]["n"] == 2 and {"max", "mean", "laplacian"} <= set(means)
+    assert cv2.imread(str(plot)).shape[1] > 600
