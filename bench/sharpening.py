@@ -61,7 +61,7 @@ def plot(result: EvalResult, ours: dict[str, float], path: Path) -> None:
         for o, amount in ours.items():
             ax.annotate(f"{amount:g}", (means[o][x], means[o][y]), fontsize=7, xytext=(4, -2),
                         textcoords="offset points", color="tab:orange")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)
