@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from rtfuse.baselines import BASELINES
-from rtfuse.evaluate import EvalResult, evaluate_folder, markdown_table, summarise
+from rtfuse.evaluate import EvalResult, FuseFn, evaluate_folder, markdown_table, summarise
 from rtfuse.fuser import Fuser
 
 METRICS = ["EN", "SD", "SF", "AG", "VIF", "Qabf"]
@@ -36,7 +35,7 @@ def unsharp(image: np.ndarray, amount: float, sigma: float) -> np.ndarray:
     return np.clip(np.round(x + amount * (x - cv2.GaussianBlur(x, (0, 0), sigma))), 0, 255).astype(np.uint8)
 
 
-def sharpened(fuse: Callable[[np.ndarray, np.ndarray], np.ndarray], amount: float, sigma: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def sharpened(fuse: FuseFn, amount: float, sigma: float) -> FuseFn:
     return lambda vis, ir: unsharp(fuse(vis, ir), amount, sigma)
 
 
