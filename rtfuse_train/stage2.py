@@ -50,10 +50,10 @@ class FrozenDAGM(nn.Module):
         self.model.dagm.eval()
         return self
 
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor):
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor, stage_gates: torch.Tensor | None = None):
         with torch.no_grad():
             d_deg = self.model.dagm(vis, ir).vector
-        return self.model(vis, ir, d_deg=d_deg, reconstruct=True)
+        return self.model(vis, ir, d_deg=d_deg, reconstruct=True, stage_gates=stage_gates)
 
 
 def loss_terms(model: FusionNet, out, batch: dict) -> dict[str, torch.Tensor]:
@@ -99,7 +99,7 @@ class Stage2:
 
     def loss(self, net: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         model = net.module.model if hasattr(net, "module") else net.model
-        out = net(batch["vis"], batch["ir"])
+        out = net(batch["vis"], batch["ir"], batch["stage_gates"])
         terms = loss_terms(model, out, batch)
         return combine(terms, self.weights), {k: float(v.detach()) for k, v in terms.items()}
 
@@ -110,7 +110,8 @@ class Stage2:
         count = 0
         for batch in batches:
             d_deg = model.dagm(batch["vis"], batch["ir"]).vector
-            out = model(batch["vis"], batch["ir"], d_deg=d_deg, reconstruct=True, noisy=False)
+            out = model(batch["vis"], batch["ir"], d_deg=d_deg, reconstruct=True, noisy=False,
+                        stage_gates=batch["stage_gates"])
             for k, v in loss_terms(model, out, batch).items():
                 sums[k] += float(v) * len(batch["vis"])
             count += len(batch["vis"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 _KR, _KG, _KB = 0.299, 0.587, 0.114
+LUMA_WEIGHTS = (_KR, _KG, _KB)  # BT.601: the model's luminance
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:

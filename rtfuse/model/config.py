@@ -22,7 +22,7 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-FUSION_BASES: tuple[str, ...] = ("max", "laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
+FUSION_BASES: tuple[str, ...] = ("max", "pyramid", "laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,13 @@ class FusionConfig:
 
 
 MODEL_CONFIGS: dict[str, FusionConfig] = {
-    "rt": FusionConfig(name="rt"),
-    "base": FusionConfig(name="base", channels=(16, 32, 64, 128), expert_expansion=2.0, pkdm_scale=4, pkdm_width=32),
+    "rt": FusionConfig(name="rt", base="pyramid"),
+    "base": FusionConfig(name="base", channels=(16, 32, 64, 128), expert_expansion=2.0, pkdm_scale=4, pkdm_width=32,
+                         base="pyramid"),
     # Ablations of the paper's Table 5 (same training budget as rt).
-    "rt-nopkdm": FusionConfig(name="rt-nopkdm", pkdm=False),
-    "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0),
+    "rt-nopkdm": FusionConfig(name="rt-nopkdm", pkdm=False, base="pyramid"),
+    "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0,
+                             base="pyramid"),
     # Stage-2 experiments, none shipped (docs/training-experiments.md):
     # PKDM closer to the clean image, lower fusion scores.
     "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtfuse.model.evidence import measure
 from rtfuse.model.color import as_rgb, luminance, replace_luminance
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.dagm import DAGM, Degradation
@@ -39,6 +40,9 @@ class Plan:
     label: str = ""
     probs: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
     severity: float = 0.0
+    # Per PKDM stage, the physical evidence that its degradation is present (rtfuse.model.evidence),
+    # which scaled the learned strengths into ``blend``; empty when the plan was not gated.
+    stage_gates: tuple[float, ...] = field(default=(), compare=False, hash=False)
 
     @property
     def plan_id(self) -> str:
@@ -80,6 +84,14 @@ _SELECT_DIVISORS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
 }
 
 
+# The "pyramid" base: detail chosen by its local energy in 5x5 windows, the brighter low-pass over
+# 4 levels. On every held-out real set it has the better Qabf and VIF of the classical pyramid
+# (per-coefficient choice, mean low-pass) and a higher SD than both it and the pixel maximum
+# (docs/training-experiments.md, "The fusion base, judged on held-out cameras").
+PYRAMID_LEVELS = 4
+PYRAMID_WINDOW = 5
+
+
 # Bases whose head also predicts a per-pixel logit (which source, or how much of the maximum).
 _LOGIT_BASES = frozenset(_SELECT_DIVISORS) | {"blend"}
 
@@ -101,7 +113,12 @@ def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, he
         pyramid = laplacian_fusion(vis_y, ir)
         weight = torch.sigmoid(head[:, 1:2])
         return (pyramid + weight * (torch.maximum(vis_y, ir) - pyramid) + head[:, :1]).clamp(0.0, 1.0)
-    base = laplacian_fusion(vis_y, ir) if cfg.base == "laplacian" else torch.maximum(vis_y, ir)
+    if cfg.base == "pyramid":
+        base = laplacian_fusion(vis_y, ir, PYRAMID_LEVELS, "max", PYRAMID_WINDOW)
+    elif cfg.base == "laplacian":
+        base = laplacian_fusion(vis_y, ir)
+    else:
+        base = torch.maximum(vis_y, ir)
     return (base + head).clamp(0.0, 1.0)
 
 
@@ -205,26 +222,37 @@ class FusionNet(nn.Module):
         ]
 
     @torch.no_grad()
-    def plan(self, d_deg: torch.Tensor, degradation: Degradation | None = None) -> Plan:
-        """The clip's fixed routing from one degradation vector (batch of one)."""
+    def plan(self, d_deg: torch.Tensor, degradation: Degradation | None = None,
+             stage_gates: tuple[float, ...] | None = None) -> Plan:
+        """The clip's fixed routing from one degradation vector (batch of one).
+
+        ``stage_gates`` (one per PKDM stage, in [0,1]) scale the learned stage strengths: the
+        evidence that each stage's degradation is present. ``plan_for`` measures them on the frame.
+        """
         d = d_deg.reshape(1, -1)
         layers = []
         for g in self.gates(d, TASK_FUSION, noisy=False):
             ids = g.gates[0].nonzero().squeeze(1)
             layers.append(LayerPlan(tuple(int(i) for i in ids), tuple(float(g.gates[0, i]) for i in ids)))
-        blend = tuple(float(w) for w in self.pkdm.blend_weights(d)[0])
+        strengths = self.pkdm.blend_weights(d)[0]
+        if stage_gates is not None:
+            strengths = strengths * strengths.new_tensor(stage_gates)
+        blend = tuple(float(w) for w in strengths)
         label, probs, severity = "", {}, 0.0
         if degradation is not None:
             p = torch.softmax(degradation.logits[0], 0)
             probs = {c: round(float(v), 4) for c, v in zip(self.cfg.classes, p)}
             label = self.cfg.classes[int(p.argmax())]
             severity = float(degradation.severity[0])
-        return Plan(tuple(layers), blend, label, probs, severity)
+        return Plan(tuple(layers), blend, label, probs, severity, tuple(stage_gates or ()))
 
     @torch.no_grad()
     def plan_for(self, vis: torch.Tensor, ir: torch.Tensor) -> Plan:
+        """The plan of a clip from one of its frames: routing from DAGM, PKDM gated by the evidence
+        measured on the visible frame, so that PKDM leaves a clean frame untouched."""
         deg = self.dagm(vis, ir)
-        return self.plan(deg.vector, deg)
+        frame = vis[0].detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+        return self.plan(deg.vector, deg, measure(frame).gates)
 
     # ----- forward ------------------------------------------------------------------------
     def forward(
@@ -235,12 +263,14 @@ class FusionNet(nn.Module):
         d_deg: torch.Tensor | None = None,
         reconstruct: bool = False,
         noisy: bool | None = None,
+        stage_gates: torch.Tensor | None = None,
     ) -> FusionOutput:
         """Fuse (B,3|1,H,W) visible with (B,1,H,W) infrared, both in [0,1].
 
         With ``plan`` only the planned experts run (inference). Otherwise gates come from
         ``d_deg`` (computed by DAGM when not given) with per-sample sparse dispatch; noisy gating
-        defaults to the training mode.
+        defaults to the training mode. ``stage_gates`` (B, 3) multiplies PKDM's stage strengths:
+        whether each degradation is present (training knows it; a plan carries it already).
 
         A colour output takes its chroma from the visible input, not from PKDM's enhanced image:
         PKDM is trained for the luminance the fusion sees, and its colour drifts (under haze its
@@ -259,6 +289,8 @@ class FusionNet(nn.Module):
             if d_deg is None:
                 d_deg = self.dagm(vis3, ir).vector
             blend_w = self.pkdm.blend_weights(d_deg)
+            if stage_gates is not None:
+                blend_w = blend_w * stage_gates
             gates_by_task = {TASK_FUSION: self.gates(d_deg, TASK_FUSION, noisy)}
             if reconstruct:
                 gates_by_task[TASK_RECON] = self.gates(d_deg, TASK_RECON, noisy)

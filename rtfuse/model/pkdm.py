@@ -7,6 +7,8 @@ strength ``w`` that follows the clip's degradation vector (see README, deviation
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,19 @@ from rtfuse.model.color import luminance
 from rtfuse.model.config import FusionConfig
 
 STAGES = ("dehaze", "lowlight", "derain")
+# The degradations each stage exists to undo (rtfuse.degrade kinds). A stage acts only where one of
+# them is present: on a clean frame PKDM is the identity (do no harm).
+STAGE_DEGRADATIONS: dict[str, tuple[str, ...]] = {
+    "dehaze": ("haze",),
+    "lowlight": ("low_light", "overexposure"),
+    "derain": ("rain",),
+}
+
+
+def stage_gates(kinds: Iterable[str]) -> tuple[float, ...]:
+    """1 for each stage that one of the degradation ``kinds`` present calls for, else 0."""
+    present = set(kinds)
+    return tuple(float(bool(present & set(STAGE_DEGRADATIONS[s]))) for s in STAGES)
 
 
 def _param_net(in_ch: int, width: int, out_ch: int) -> nn.Sequential:

@@ -1,7 +1,7 @@
 """Laplacian pyramids as differentiable tensor ops, equal to OpenCV's ``pyrDown``/``pyrUp``.
 
 One home for the pyramid fusion that both the classical baseline (``rtfuse.baselines``) and the
-network's fusion base (``FusionConfig.base = "laplacian"``) use. Any image size works, as in
+network's fusion base (``FusionConfig.base = "pyramid"``) use. Any image size works, as in
 OpenCV: a level of side n has a coarser level of side ceil(n/2).
 """
 
@@ -75,13 +75,32 @@ def collapse_pyramid(bands: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, max_levels: int = 4, low_pass: str = "mean") -> torch.Tensor:
-    """The stronger detail (larger |coefficient|, ``a`` on ties) per band; the low-pass residuals'
-    mean (the classical rule) or, with ``low_pass="max"``, their maximum (the brighter coarse scene)."""
+def local_energy(band: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean |coefficient| over a ``window`` x ``window`` neighbourhood (replicated borders)."""
+    r = window // 2
+    return F.avg_pool2d(F.pad(band.abs(), (r, r, r, r), mode="replicate"), window, stride=1)
+
+
+def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, max_levels: int = 4, low_pass: str = "mean",
+                     window: int = 1) -> torch.Tensor:
+    """Per band, the detail of the source with the stronger detail (``a`` on ties); the low-pass
+    residuals' mean (the classical rule) or, with ``low_pass="max"``, their maximum (the brighter
+    coarse scene).
+
+    ``window=1`` compares single coefficients (the classical rule); a larger odd ``window`` compares
+    the local energy around them, so a structure is taken whole from one source instead of being
+    stitched coefficient by coefficient from both, which keeps its edges (Qabf) intact.
+    """
     if low_pass not in ("mean", "max"):
         raise ValueError(f"low_pass must be 'mean' or 'max', not {low_pass!r}")
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, not {window}")
     levels = pyramid_levels(tuple(a.shape), max_levels)
     pa, pb = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
-    bands = [torch.where(da.abs() >= db.abs(), da, db) for da, db in zip(pa[:-1], pb[:-1])]
+    if window == 1:
+        bands = [torch.where(da.abs() >= db.abs(), da, db) for da, db in zip(pa[:-1], pb[:-1])]
+    else:
+        bands = [torch.where(local_energy(da, window) >= local_energy(db, window), da, db)
+                 for da, db in zip(pa[:-1], pb[:-1])]
     bands.append((pa[-1] + pb[-1]) / 2.0 if low_pass == "mean" else torch.maximum(pa[-1], pb[-1]))
     return collapse_pyramid(bands)
