@@ -13,22 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from rtfuse.baselines import fuse_laplacian, fuse_max
 from rtfuse.evaluate import degrade_sources
 from rtfuse.fuser import Fuser
 from rtfuse.imageio import read_image, write_image
-
-
-def tile(img: np.ndarray, width: int, label: str) -> np.ndarray:
-    rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, 2)
-    h = round(rgb.shape[0] * width / rgb.shape[1])
-    out = cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA)
-    band = np.full((18, width, 3), 255, np.uint8)
-    cv2.putText(band, label[:28], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.vstack((band, out))
+from rtfuse.sheet import grid, tile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,17 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             found = list((args.data / "fused" / m).glob(f"{stem}.*"))
             if found:
                 tiles.append(tile(read_image(found[0]), args.width, f"{m} (clean)"))
-        height = max(t.shape[0] for t in tiles)
-        tiles = [np.vstack((t, np.full((height - t.shape[0], args.width, 3), 255, np.uint8))) for t in tiles]
         rows.append(tiles)
-    per_row = 9
-    lines = []
-    for tiles in rows:
-        for k in range(0, len(tiles), per_row):
-            chunk = tiles[k : k + per_row]
-            chunk += [np.full_like(chunk[0], 255)] * (per_row - len(chunk))
-            lines.append(np.hstack(chunk))
-    sheet = np.vstack(lines)
+    sheet = grid(rows, per_row=9)
     write_image(args.out, sheet)
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]}); {fuser.source}; degradation {args.degrade}")
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import IMAGE_SUFFIXES, list_images, pair_folders, read_image, rgb_to_gray, to_float01, write_image
-from rtfuse.metrics import compute_metrics, get_convention, resolve_names
+from rtfuse.metrics import DEFAULT_CONVENTION, compute_metrics, get_convention, resolve_names
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 FuseFn = Callable[..., np.ndarray]
@@ -93,7 +93,7 @@ def evaluate_folder(
     data: str | Path,
     fused_dirs: dict[str, Path] | None = None,
     fusers: dict[str, FuseFn] | None = None,
-    convention: str = "matlab",
+    convention: str = DEFAULT_CONVENTION,
     names: Iterable[str] | None = None,
     degrade: str | None = None,
     limit: int | None = None,
@@ -328,17 +328,24 @@ def temporal_flicker(fused: Iterable[np.ndarray], vis: Iterable[np.ndarray], ir:
     return FlickerResult(excess / steps, change_f / steps, change_s / steps, frames)
 
 
-def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Decoded frames as RGB uint8 (H,W,3)."""
+def read_video(path: str | Path, max_frames: int | None = None, every: int = 1) -> Iterator[np.ndarray]:
+    """Decoded frames as RGB uint8 (H,W,3): every ``every``-th frame, at most ``max_frames`` of them."""
     import cv2
 
+    if every < 1:
+        raise RtfuseError(f"frame step must be >= 1, got {every}")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise RtfuseError(f"{path}: cannot open video")
     try:
-        n = 0
+        n = index = 0
         while max_frames is None or n < max_frames:
-            ok, frame = cap.read()
+            if not cap.grab():
+                break
+            index += 1
+            if (index - 1) % every:
+                continue
+            ok, frame = cap.retrieve()
             if not ok:
                 break
             n += 1
@@ -376,7 +383,7 @@ def evaluate_videos(
     data: str | Path,
     fused_dirs: dict[str, Path] | None = None,
     fusers: dict[str, FuseFn] | None = None,
-    convention: str = "matlab",
+    convention: str = DEFAULT_CONVENTION,
     max_frames: int | None = None,
 ) -> tuple[list[dict[str, float | str]], list[BadInput]]:
     """Temporal flicker of each method on each clip pair ``data/{vi,ir}/SEQ.*``."""

@@ -13,7 +13,6 @@ pair in both splits. Stage 1 and stage 2 share these utilities.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -25,14 +24,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch
+from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch, normalise_spec
+from rtfuse.datasplit import split_fraction
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import check_same_size, pair_folders, read_image, rgb_to_gray
 from rtfuse.model.color import as_rgb, luminance
+from rtfuse.model.pkdm import stage_gates
 
 log = logging.getLogger(__name__)
 
-SPLIT_SALT = "rtfuse-split-v1"  # changing it reshuffles every split; keep it fixed
 _COMPOSITE_NAMES = tuple(sorted(COMPOSITES))
 NIGHT_SEVERITY = (0.3, 0.8)  # low_light severities that render a clean daylight crop as a night scene
 NIGHT_LABELS = ("low_light", "clean")  # what a night scene left clean may be labelled
@@ -133,12 +133,6 @@ def load_video_pair(vis_path: str | Path, ir_path: str | Path, every: int = 10,
 
 
 # ----------------------------------------------------------------------------- split
-
-
-def split_fraction(group: str) -> float:
-    """Position of a group in [0,1), from a hash of its name (stable across runs and machines)."""
-    digest = hashlib.sha1(f"{SPLIT_SALT}:{group}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def split_sources(sources: Sequence[SourcePair], test_fraction: float = 0.2) -> tuple[list[SourcePair], list[SourcePair]]:
@@ -292,7 +286,8 @@ def _drawn(rng: np.random.Generator, share: float) -> bool:
 class DegradedPairs(PairCrops):
     """Crops with one synthetic degradation each, its class label and severity, and the clean
     references: keys ``vis``, ``ir`` (degraded), ``clean_vis``, ``clean_ir``, ``label`` (index into
-    CLASSES), ``severity`` (0 for clean), ``kind``, ``source``.
+    CLASSES), ``severity`` (0 for clean), ``kind``, ``stage_gates`` (which PKDM stages the
+    degradation calls for: a night scene is not one, its reference is dark), ``source``.
 
     ``balanced=True`` (evaluation) cycles the classes so that every source is seen with every
     class equally often: item i uses source i mod n and class (i div n) mod len(CLASSES).
@@ -364,7 +359,9 @@ class DegradedPairs(PairCrops):
             applied = [("low_light", night_sev)]
         target = class_targets(applied)
         label = int(np.argmax(target))
+        present = [] if kind == "clean" else [part for part, _ in normalise_spec([(kind, sev)])]
         item.update(clean_vis=clean_vis, clean_ir=clean_ir, vis=vis, ir=ir, kind=kind,
+                    stage_gates=torch.tensor(stage_gates(present)),
                     label=label, severity=torch.tensor(0.0 if label == 0 else float(target[label])))
         return item
 

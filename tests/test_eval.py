@@ -123,7 +123,7 @@ def test_evaluate_folder_lists_bad_inputs_and_scores_the_rest(dataset: Path, tmp
     out = tmp_path / "scores.csv"
     write_csv(result, out)
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 5 and rows[0]["convention"] == "matlab" and set(FAST) <= set(rows[0])
+    assert len(rows) == 5 and rows[0]["convention"] == "cddfuse" and set(FAST) <= set(rows[0])
 
 
 def test_evaluate_folder_refusals(dataset: Path):

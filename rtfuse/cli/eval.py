@@ -7,7 +7,8 @@ from pathlib import Path
 
 HELP = "score fused outputs against their IR/visible sources (EN, SD, SF, AG, MI, VIF, Qabf, SSIM, SCD, CC, PSNR)"
 
-CONVENTION_NAMES = ("matlab", "cddfuse", "matlab-uint8")
+CONVENTION_NAMES = ("cddfuse", "matlab", "matlab-uint8")
+DEFAULT_CONVENTION = "cddfuse"  # rtfuse.metrics.DEFAULT_CONVENTION (the CLI does not import the metrics to parse)
 BASELINE_NAMES = ("max", "mean", "laplacian")
 
 
@@ -19,7 +20,12 @@ def _named_dir(text: str) -> tuple[str, Path]:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset folder with ir/ and vi/ (images, or videos for the flicker mode)")
+    p.add_argument("--data", help="dataset folder with ir/ and vi/ (images, or videos for the flicker mode)")
+    p.add_argument("--suite", metavar="ROOT",
+                   help="cross-camera suite: rtfuse and the baselines on every real set under ROOT (e.g. ../shared/data), "
+                        "with a dominance verdict, images below mean fusion and a comparison sheet per set")
+    p.add_argument("--out", default="eval_suite", help="suite mode: folder for the report, JSON and sheets (default: %(default)s)")
+    p.add_argument("--no-video", action="store_true", help="suite mode: skip the flicker of whole M2VD clips")
     p.add_argument("--fused", type=_named_dir, action="append", default=[], metavar="NAME=DIR",
                    help="fused outputs of a method, files named like the sources (repeatable)")
     p.add_argument("--ours", nargs="?", const="", default=None, metavar="CHECKPOINT",
@@ -29,8 +35,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true", help="all classical baselines: max, mean, laplacian")
     p.add_argument("--degrade", metavar="KIND:SEVERITY[,...]",
                    help="robustness mode: degrade the inputs of --ours/--baseline, score against the clean sources")
-    p.add_argument("--convention", choices=CONVENTION_NAMES, default="matlab",
-                   help="metric convention (default: matlab, the code behind the published TNO table)")
+    p.add_argument("--convention", choices=CONVENTION_NAMES, default=DEFAULT_CONVENTION,
+                   help="metric convention (default: cddfuse, whose Qabf has no equal-strength quirk; "
+                        "matlab reproduces the published TNO table, quirks included)")
     p.add_argument("--metrics", help="comma-separated subset, e.g. MI,VIF,Qabf (default: all)")
     p.add_argument("--csv", default="eval_per_image.csv", help="per-image CSV (default: %(default)s)")
     p.add_argument("--plot", help="save a bar chart of the means to this PNG")
@@ -58,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
     from rtfuse import evaluate
     from rtfuse.errors import RtfuseError
+
+    if (args.suite is None) == (args.data is None):
+        raise RtfuseError("give either --data DIR or --suite ROOT")
+    if args.suite is not None:
+        return _run_suite(args)
 
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     fused_dirs = dict(args.fused)
@@ -94,6 +106,51 @@ def run(args: argparse.Namespace) -> int:
         evaluate.plot_means(result, args.plot)
         print(f"bar chart: {args.plot}")
     return 0
+
+
+def _run_suite(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rtfuse import evaluate, suite
+    from rtfuse.baselines import BASELINES
+    from rtfuse.errors import RtfuseError
+    from rtfuse.fuser import Fuser
+
+    if args.fused or args.baseline or args.baselines or args.degrade:
+        raise RtfuseError("--suite scores rtfuse and every baseline itself; --fused, --baseline(s) and --degrade do not apply")
+    out = Path(args.out)
+    _check_writable_dir(out)
+    sets = suite.suite_sets(args.suite)
+    fuser = Fuser.from_checkpoint(args.ours) if args.ours else Fuser.default()
+    fusers = suite.suite_fusers(fuser)
+    reports = []
+    for suite_set in sets:
+        reports.append(suite.score_set(
+            suite_set, fusers, args.convention, args.limit, sheet_dir=out,
+            progress=lambda it, name=suite_set.name: tqdm(it, desc=name, unit="pair", leave=False)))
+        r = reports[-1]
+        print(f"{r.name}: {r.images} pairs, {r.verdict}, {len(r.below_mean)} below mean fusion on Qabf", flush=True)
+    text = suite.markdown(reports, args.convention)
+    if not args.no_video and suite.clip_root(args.suite) is not None:
+        rows, bad = evaluate.evaluate_videos(suite.clip_root(args.suite), fusers={suite.OURS: fuser, **BASELINES},
+                                             convention=args.convention, max_frames=args.max_frames)
+        text += "\n\n**Temporal flicker, whole M2VD clips** (rtfuse plans once per clip; lower is better)\n\n"
+        text += evaluate.video_table(rows)
+        _print_bad(bad)
+    print(text)
+    (out / "suite.md").write_text(text + "\n")
+    suite.write_json(reports, out / "suite.json", args.convention)
+    print(f"\nreport: {out / 'suite.md'}, {out / 'suite.json'}; sheets: {out}/sheet_*.png")
+    return 0
+
+
+def _check_writable_dir(folder: Path) -> None:
+    from rtfuse.errors import RtfuseError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RtfuseError(f"--out {folder}: cannot create the folder ({exc.strerror})") from None
 
 
 def _print_bad(bad: list) -> None:

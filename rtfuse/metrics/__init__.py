@@ -1,7 +1,9 @@
 """Image-fusion quality metrics (EN, SD, SF, AG, MI, VIF, Qabf, SSIM, SCD, CC, PSNR).
 
-Plain numpy functions on grey 0..255 images, grouped into named conventions (``matlab``, the
-default, and ``cddfuse``) because published tables differ by convention, not only by method.
+Plain numpy functions on grey 0..255 images, grouped into named conventions (``cddfuse``, the
+default, ``matlab`` and ``matlab-uint8``) because published tables differ by convention, not only
+by method. The default's Qabf has no equal-strength quirk (which punishes copying a source pixel);
+``matlab`` reproduces the published TNO table, quirks included, and is for that only.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import numpy as np
 from rtfuse.errors import RtfuseError
 from rtfuse.metrics.conventions import CONVENTIONS, METRIC_NAMES, Convention
 
-__all__ = ["CONVENTIONS", "METRIC_NAMES", "Convention", "compute_metrics", "get_convention", "resolve_names"]
+__all__ = ["CONVENTIONS", "DEFAULT_CONVENTION", "METRIC_NAMES", "Convention", "compute_metrics", "get_convention",
+           "resolve_names"]
+
+DEFAULT_CONVENTION = "cddfuse"  # decisions and comparisons; "matlab" only to reproduce published tables
 
 
 def get_convention(name: str) -> Convention:
@@ -40,7 +45,7 @@ def compute_metrics(
     ir: np.ndarray,
     vis: np.ndarray,
     fused: np.ndarray,
-    convention: str = "matlab",
+    convention: str = DEFAULT_CONVENTION,
     names: Iterable[str] | None = None,
 ) -> dict[str, float]:
     """Score one fused image against its two sources.
