@@ -78,10 +78,12 @@ def test_laplacian_baseline_reconstructs_and_keeps_stronger_detail():
 def test_cli_choices_match_the_registries():
     """The CLI lists them statically so that `rtfuse --help` does not import numba and OpenCV."""
     from rtfuse.baselines import BASELINES
-    from rtfuse.cli.eval import BASELINE_NAMES, CONVENTION_NAMES
+    from rtfuse.cli.eval import BASELINE_NAMES, CONVENTION_NAMES, DEFAULT_CONVENTION
     from rtfuse.metrics import CONVENTIONS
+    from rtfuse.metrics import DEFAULT_CONVENTION as LIBRARY_DEFAULT
 
     assert CONVENTION_NAMES == tuple(CONVENTIONS)
+    assert DEFAULT_CONVENTION == LIBRARY_DEFAULT == "cddfuse"
     assert BASELINE_NAMES == tuple(BASELINES)
 
 

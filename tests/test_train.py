@@ -16,7 +16,7 @@ from rtfuse.checkpoint import load_checkpoint
 from rtfuse.degrade import CLASSES, class_targets
 from rtfuse.errors import RtfuseError
 from rtfuse_train.cli import main as train_main
-from rtfuse_train.data import (DegradedPairs, PairCrops, SceneMix, SourcePair, kinds_by_class, load_pair_folder,
+from rtfuse_train.data import (DegradedPairs, SceneMix, SourcePair, kinds_by_class, load_pair_folder,
                                load_video_pair, resize_chw, split_fraction, split_sources)
 from rtfuse_train.stage1 import Stage1, Stage1Options, build_model, confusion_matrix, make_trainer, severity_accuracy
 from rtfuse_train.trainer import ShardedSampler, TrainConfig, Trainer, seed_everything
@@ -354,5 +354,5 @@ def test_stage2_takes_only_the_dagm_from_a_stage1_checkpoint_of_another_layout(t
     assert model.cfg.name == "rt" and model.cfg.num_experts == 8
     for name, tensor in stage1.dagm.state_dict().items():
         assert torch.equal(model.dagm.state_dict()[name], tensor), name
-    ablation = build_stage2_model(Stage2Options(out=tmp_path / "rt.pt", dagm=path, model="rt-nopkdm", base="select-night"))
-    assert (ablation.cfg.pkdm, ablation.cfg.base, ablation.fused_head.conv.out_channels) == (False, "select-night", 2 * 16)
+    ablation = build_stage2_model(Stage2Options(out=tmp_path / "rt.pt", dagm=path, model="rt-nopkdm", base="max"))
+    assert (ablation.cfg.pkdm, ablation.cfg.base, ablation.fused_head.conv.out_channels) == (False, "max", 16)

@@ -108,4 +108,4 @@ MATLAB_UINT8 = Convention(
     },
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (MATLAB, CDDFUSE, MATLAB_UINT8)}
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (CDDFUSE, MATLAB, MATLAB_UINT8)}

@@ -22,7 +22,16 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-FUSION_BASES: tuple[str, ...] = ("max", "pyramid", "laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
+# What the fusion head's residual is added to: "pyramid", the Laplacian-pyramid fusion of the enhanced
+# sources that takes each band's detail from the source with the stronger local detail and the
+# brighter low-pass (structure from whichever source has it); or "max", their per-pixel maximum (the
+# paper's intensity target; the base of every checkpoint written before 2026-12-06).
+FUSION_BASES: tuple[str, ...] = ("pyramid", "max")
+# Experiments retired from the product on 2026-12-06 (docs/training-experiments.md): checkpoints
+# that used them name the experiment when they fail to load; a retired option at its neutral value
+# (what checkpoints of the product wrote) is dropped.
+RETIRED_BASES = ("laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
+RETIRED_NEUTRAL_OPTIONS: dict[str, Any] = {"derain_highpass": False}
 
 
 @dataclass(frozen=True)
@@ -41,23 +50,7 @@ class FusionConfig:
     pkdm: bool = True  # physics-based pre-enhancement on (off: the ablation "without PKDM")
     pkdm_scale: int = 8  # PKDM parameter nets run at 1/pkdm_scale resolution
     pkdm_width: int = 16
-    # Derain predicts streaks only: its layer has zero mean over every 4x4 block, so it cannot
-    # shift brightness (README, "What PKDM does to the visible input"; config rt-derain-hp).
-    derain_highpass: bool = False
-    # What the fusion head's residual is added to: the per-pixel maximum of the enhanced sources
-    # ("max", the paper's intensity target), or their Laplacian-pyramid fusion ("laplacian": the
-    # stronger detail at full resolution, which the head, working at H/stem, cannot add by itself),
-    # or "select": a soft per-pixel choice between the two, sigmoid(SELECT_SHARPNESS (vis - ir) +
-    # a learned logit), which starts as a soft maximum and can learn to take the darker source
-    # (a dark infrared pixel under a saturated visible one); "select-relative" starts the same
-    # choice from the sources' difference relative to their sum, so that a dark scene (night,
-    # a thermal camera at low gain) gets as decisive a start as a bright one instead of an average;
-    # "select-dim" divides by that sum only where it is below 1 (dark pixels), "select" elsewhere;
-    # "select-night" is "select" down to a sum of SELECT_NIGHT_SUM, sharper in proportion below it;
-    # "blend" mixes "max" and "laplacian" per pixel by a learned weight (starting half and half):
-    # the maximum keeps the infrared of a dark scene, the pyramid the detail through haze and glare.
-    # Checkpoints written before this option existed are "max".
-    base: str = "max"
+    base: str = "max"  # FUSION_BASES; checkpoints written before this option existed are "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
     encoder: str = "lite"  # DAGM backend: "lite" or "clip"
@@ -73,6 +66,9 @@ class FusionConfig:
             raise RtfuseError(f"{len(self.expert_kernels)} expert kernels for {self.num_experts} experts")
         if not 1 <= self.top_k <= self.num_experts:
             raise RtfuseError(f"top_k={self.top_k} must be in 1..{self.num_experts}")
+        if self.base in RETIRED_BASES:
+            raise RtfuseError(f"fusion base {self.base!r} was an experiment, retired on 2026-12-06 "
+                              f"(docs/training-experiments.md); bases now: {', '.join(FUSION_BASES)}")
         if self.base not in FUSION_BASES:
             raise RtfuseError(f"unknown fusion base {self.base!r} ({', '.join(FUSION_BASES)})")
         if self.encoder not in ("lite", "clip"):
@@ -88,6 +84,13 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FusionConfig":
+        data = dict(data)
+        for option, neutral in RETIRED_NEUTRAL_OPTIONS.items():
+            if option in data:
+                if data[option] != neutral:
+                    raise RtfuseError(f"model option {option}={data[option]!r} was an experiment, retired on "
+                                      "2026-12-06 (docs/training-experiments.md)")
+                del data[option]
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -107,20 +110,6 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-nopkdm": FusionConfig(name="rt-nopkdm", pkdm=False, base="pyramid"),
     "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0,
                              base="pyramid"),
-    # Stage-2 experiments, none shipped (docs/training-experiments.md):
-    # PKDM closer to the clean image, lower fusion scores.
-    "rt-derain-hp": FusionConfig(name="rt-derain-hp", derain_highpass=True),
-    # The head corrects a Laplacian-pyramid fusion; clean VIF fell.
-    "rt-lap": FusionConfig(name="rt-lap", base="laplacian"),
-    # The head also predicts where to prefer the darker source.
-    "rt-sel": FusionConfig(name="rt-sel", base="select"),
-    # The same, its start scaled to the scene's brightness everywhere, below a sum of 1, below 0.5.
-    "rt-selrel": FusionConfig(name="rt-selrel", base="select-relative"),
-    "rt-seldim": FusionConfig(name="rt-seldim", base="select-dim"),
-    "rt-selnight": FusionConfig(name="rt-selnight", base="select-night"),
-    # The head chooses per pixel between the maximum and the Laplacian-pyramid fusion; it took the
-    # pyramid almost everywhere and clean VIF fell.
-    "rt-blend": FusionConfig(name="rt-blend", base="blend"),
 }
 
 

@@ -7,7 +7,6 @@ levels 0..L-1, decoder levels L-1..0.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -62,28 +61,6 @@ class FusionOutput:
     gates: dict[int, list[GateOutput]] = field(default_factory=dict)  # task -> per-layer gates
 
 
-# How sharply the "select" base's starting choice follows the brighter source: at 0.05 apart in
-# luminance the brighter one gets sigmoid(2) = 88% of the weight. The relative bases divide the
-# difference by the sources' sum (about the same where it is 1, and the same choice at any
-# brightness); SELECT_FLOOR keeps the noise of black pixels from deciding it.
-SELECT_SHARPNESS = 40.0
-SELECT_FLOOR = 0.05
-# Below this sum of the two luminances "select-night" sharpens the start in proportion to the
-# darkness: 0.4% of the pixels of clean RoadScene training pairs lie below it, nearly all of the
-# same pairs rendered as night scenes beside a low-gain thermal camera (docs/training-experiments.md).
-SELECT_NIGHT_SUM = 0.5
-
-
-# What each select base divides the sources' difference by, given their sum plus SELECT_FLOOR
-# (None: the difference as it is).
-_SELECT_DIVISORS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
-    "select": None,
-    "select-relative": lambda total: total,
-    "select-dim": lambda total: total.clamp(max=1.0),
-    "select-night": lambda total: (total / SELECT_NIGHT_SUM).clamp(max=1.0),
-}
-
-
 # The "pyramid" base: detail chosen by its local energy in 5x5 windows, the brighter low-pass over
 # 4 levels. On every held-out real set it has the better Qabf and VIF of the classical pyramid
 # (per-coefficient choice, mean low-pass) and a higher SD than both it and the pixel maximum
@@ -92,34 +69,16 @@ PYRAMID_LEVELS = 4
 PYRAMID_WINDOW = 5
 
 
-# Bases whose head also predicts a per-pixel logit (which source, or how much of the maximum).
-_LOGIT_BASES = frozenset(_SELECT_DIVISORS) | {"blend"}
-
-
-def head_channels(cfg: FusionConfig) -> int:
-    """The fusion head's outputs per pixel: the residual, plus a logit for the select and blend bases."""
-    return 2 if cfg.base in _LOGIT_BASES else 1
+def fusion_base(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """What the fusion head corrects (``FusionConfig.base``)."""
+    if cfg.base == "pyramid":
+        return laplacian_fusion(vis_y, ir, PYRAMID_LEVELS, "max", PYRAMID_WINDOW)
+    return torch.maximum(vis_y, ir)
 
 
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """The fusion head's output ``head`` applied to its base (``FusionConfig.base``), clamped to 0..1."""
-    if cfg.base in _SELECT_DIVISORS:
-        gap = vis_y - ir
-        divisor = _SELECT_DIVISORS[cfg.base]
-        start = gap if divisor is None else gap / divisor(vis_y + ir + SELECT_FLOOR)
-        weight = torch.sigmoid(SELECT_SHARPNESS * start + head[:, 1:2])
-        return (ir + weight * gap + head[:, :1]).clamp(0.0, 1.0)
-    if cfg.base == "blend":
-        pyramid = laplacian_fusion(vis_y, ir)
-        weight = torch.sigmoid(head[:, 1:2])
-        return (pyramid + weight * (torch.maximum(vis_y, ir) - pyramid) + head[:, :1]).clamp(0.0, 1.0)
-    if cfg.base == "pyramid":
-        base = laplacian_fusion(vis_y, ir, PYRAMID_LEVELS, "max", PYRAMID_WINDOW)
-    elif cfg.base == "laplacian":
-        base = laplacian_fusion(vis_y, ir)
-    else:
-        base = torch.maximum(vis_y, ir)
-    return (base + head).clamp(0.0, 1.0)
+    """The fusion head's residual ``head`` added to its base, clamped to 0..1."""
+    return (fusion_base(cfg, vis_y, ir) + head).clamp(0.0, 1.0)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -204,7 +163,7 @@ class FusionNet(nn.Module):
             for c in reversed(ch)
         )
         self.ups = nn.ModuleList(Up(2 * ch[i + 1], 2 * ch[i]) for i in reversed(range(len(ch) - 1)))
-        self.fused_head = Head(2 * ch[0], head_channels(cfg), cfg.stem)
+        self.fused_head = Head(2 * ch[0], 1, cfg.stem)
         self.recon_vis_head = Head(2 * ch[0], 3, cfg.stem)
         self.recon_ir_head = Head(2 * ch[0], 1, cfg.stem)
 

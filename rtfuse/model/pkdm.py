@@ -142,7 +142,6 @@ class Derain(nn.Module):
     def __init__(self, cfg: FusionConfig):
         super().__init__()
         self.block = 4
-        self.highpass = cfg.derain_highpass
         width = self.block * self.block
         self.net = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=1),
@@ -158,8 +157,6 @@ class Derain(nn.Module):
         ph, pw = (-h) % self.block, (-w) % self.block
         y = F.pad(y, (0, pw, 0, ph), mode="replicate") if ph or pw else y
         layer = self.net(F.pixel_unshuffle(y, self.block))
-        if self.highpass:  # streaks are thin (eq. 4): no block-wide offset, only structure inside blocks
-            layer = layer - layer.mean(1, keepdim=True)
         rain = F.pixel_shuffle(layer, self.block)[..., :h, :w]
         return (vis - rain).clamp(0.0, 1.0)
 

@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dagm", type=Path, required=True, help="stage-1 checkpoint (its DAGM is frozen)")
     model.add_argument("--model", default="rt", help="rt, or an ablation: rt-nopkdm, rt-dense")
     model.add_argument("--base", choices=FUSION_BASES,
-                       help="fusion base instead of the model's own (e.g. an ablation of an experimental base)")
+                       help="fusion base instead of the model's own (max: the paper's intensity target, an ablation)")
     loss = parser.add_argument_group("loss weights")
     for name, default in (("pix", 1.0), ("grad", 1.0), ("recon", 0.5), ("pkdm", 0.5), ("aux", 0.01), ("ssim", 0.0), ("qabf", 0.0)):
         loss.add_argument(f"--w-{name}", type=float, default=default, help=f"weight of L_{name} (default {default})")
