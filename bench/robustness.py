@@ -101,9 +101,27 @@ def run(args: argparse.Namespace, folders: dict[str, Path]) -> int:
         lines.append(f"| {cell} | " + " | ".join(row) + " |")
     print(json.dumps(report, indent=1))
     print("\n".join(lines))
+    print("\n".join(verdicts(report, cells, methods, list(fusers)[: len(args.model)])))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0
+
+
+def verdicts(report: dict, cells: list[str], methods: list[str], models: list[str]) -> list[str]:
+    """Per model: the cells where it falls below plain averaging, and its mean over the cells beside
+    every other method's (the acceptance of a model that must never do worse than averaging)."""
+    means = {m: {k: float(np.mean([report[d][c][m][k] for d in report for c in cells])) for k in METRICS} for m in methods}
+    out = ["", "mean over the cells: " + "; ".join(f"{m} Qabf {v['Qabf']:.3f} VIF {v['VIF']:.3f}" for m, v in means.items())]
+    for model in models:
+        below = [f"{c} {k}" for c in cells for k in METRICS
+                 if np.mean([report[d][c][model][k] for d in report]) < np.mean([report[d][c]["mean"][k] for d in report])]
+        ahead = [m for m in methods if m != model and means[model]["Qabf"] < means[m]["Qabf"]]
+        best = sum(all(np.mean([report[d][c][model]["Qabf"] for d in report]) >= np.mean([report[d][c][m]["Qabf"] for d in report])
+                       for m in methods if m not in models) for c in cells)
+        out.append(f"{model}: below mean fusion in {len(below)} cell-metric(s){': ' + ', '.join(below) if below else ''}; "
+                   f"mean Qabf {'below ' + ', '.join(ahead) if ahead else 'at or above every other method'}; "
+                   f"Qabf at or above every baseline in {best} of {len(cells)} cells")
+    return out
 
 
 if __name__ == "__main__":
