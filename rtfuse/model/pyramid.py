@@ -75,10 +75,11 @@ def collapse_pyramid(bands: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def local_energy(band: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean |coefficient| over a ``window`` x ``window`` neighbourhood (replicated borders)."""
+def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a ``window`` x ``window`` neighbourhood (replicated borders), as two 1-D passes."""
     r = window // 2
-    return F.avg_pool2d(F.pad(band.abs(), (r, r, r, r), mode="replicate"), window, stride=1)
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    return F.avg_pool2d(F.avg_pool2d(x, (1, window), stride=1), (window, 1), stride=1)
 
 
 def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, max_levels: int = 4, low_pass: str = "mean",
@@ -88,19 +89,23 @@ def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, max_levels: int = 4, low_
     coarse scene).
 
     ``window=1`` compares single coefficients (the classical rule); a larger odd ``window`` compares
-    the local energy around them, so a structure is taken whole from one source instead of being
-    stitched coefficient by coefficient from both, which keeps its edges (Qabf) intact.
+    the local energy (mean |coefficient|) around them, so a structure is taken whole from one source
+    instead of being stitched coefficient by coefficient from both, which keeps its edges (Qabf)
+    intact. Both sources go through the pyramid as one batch, and the two energies are compared as
+    the local mean of their difference: one filter pass instead of two.
     """
     if low_pass not in ("mean", "max"):
         raise ValueError(f"low_pass must be 'mean' or 'max', not {low_pass!r}")
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number, not {window}")
     levels = pyramid_levels(tuple(a.shape), max_levels)
-    pa, pb = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
-    if window == 1:
-        bands = [torch.where(da.abs() >= db.abs(), da, db) for da, db in zip(pa[:-1], pb[:-1])]
-    else:
-        bands = [torch.where(local_energy(da, window) >= local_energy(db, window), da, db)
-                 for da, db in zip(pa[:-1], pb[:-1])]
+    both = laplacian_pyramid(torch.cat((a, b)), levels)
+    pa, pb = [band[: a.shape[0]] for band in both], [band[a.shape[0]:] for band in both]
+    bands = []
+    for da, db in zip(pa[:-1], pb[:-1]):
+        stronger = da.abs() - db.abs()
+        if window > 1:
+            stronger = local_mean(stronger, window)
+        bands.append(torch.where(stronger >= 0, da, db))
     bands.append((pa[-1] + pb[-1]) / 2.0 if low_pass == "mean" else torch.maximum(pa[-1], pb[-1]))
     return collapse_pyramid(bands)
