@@ -20,7 +20,7 @@ from rtfuse.model import create_model
 from rtfuse.model.color import as_rgb
 from rtfuse.model.evidence import DARK_RAMP, HAZE_RAMP, Evidence, measure, ramp
 from rtfuse.model.pkdm import STAGES, stage_gates
-from rtfuse.model.pyramid import laplacian_fusion, local_energy
+from rtfuse.model.pyramid import laplacian_fusion, local_mean
 from rtfuse.suite import OURS, SuiteSet, dominates, score_set, suite_fusers
 
 CLEAN_DAYTIME = Path(__file__).parent / "data" / "clean_daytime.txt"
@@ -52,8 +52,8 @@ def _load(shared: Path, entry: str) -> tuple[np.ndarray, np.ndarray]:
 def test_ramp_is_clipped_linear_both_ways():
     assert ramp(0.5, 0.55, 0.68) == 0.0 and ramp(0.7, 0.55, 0.68) == 1.0
     assert ramp(0.615, 0.55, 0.68) == pytest.approx(0.5)
-    assert ramp(0.6, *DARK_RAMP) == 0.0 and ramp(0.3, *DARK_RAMP) == 1.0  # falls with brightness
-    assert ramp(0.42, *DARK_RAMP) == pytest.approx(0.5)
+    assert ramp(0.13, *DARK_RAMP) == 0.0 and ramp(0.04, *DARK_RAMP) == 1.0  # falls with brightness
+    assert ramp(0.085, *DARK_RAMP) == pytest.approx(0.5)
 
 
 def test_evidence_reads_the_physics_of_simple_frames():
@@ -63,7 +63,7 @@ def test_evidence_reads_the_physics_of_simple_frames():
     assert crisp.gates == (0.0, 0.0, 0.0)
     veiled = measure(0.25 * texture + 0.75 * 0.9)  # I = J t + A (1 - t) with t = 0.25
     assert veiled.veil > HAZE_RAMP[1] and veiled.gates[0] == 1.0
-    dark = measure(0.2 * texture)  # exposure x 0.2
+    dark = measure(0.04 * texture)  # exposure x 0.04
     assert dark.gates[1] == 1.0 and dark.gates[0] == 0.0
     grey = measure(texture.mean(axis=2))  # a grey frame goes through the same path
     assert isinstance(grey, Evidence) and grey.gates[1] == 0.0
@@ -80,7 +80,7 @@ def test_plan_carries_the_evidence_and_gates_pkdm():
     assert plan.stage_gates == (0.0, 0.0, 0.0) and plan.blend == (0.0, 0.0, 0.0)
     out = model(texture, ir, plan=plan)
     assert torch.equal(out.vis_enhanced, texture)  # gate 0: exactly the identity
-    dark_plan = model.plan_for(texture * 0.2, ir)
+    dark_plan = model.plan_for(texture * 0.04, ir)
     assert dark_plan.stage_gates[1] == 1.0 and dark_plan.blend[1] > 0.9
 
 
@@ -107,9 +107,17 @@ def test_evidence_fires_on_synthetic_degradations(shared_data: Path):
     ir = read_image(shared_data / "roadscene/ir/FLIR_00018.jpg", gray=True)
     assert measure(vis / 255.0).gates == (0.0, 0.0, 0.0)
     hazy, _ = degrade_sources(vis, ir, "haze:0.9", "FLIR_00018")
-    dark, _ = degrade_sources(vis, ir, "low_light:0.6", "FLIR_00018")
     assert measure(hazy / 255.0).gates[0] > 0.5
-    assert measure(dark / 255.0).gates[1] == 1.0
+
+
+def test_a_real_night_is_left_alone_and_a_darkened_one_is_not(shared_data: Path):
+    """Night is what a night camera sees (brightening it only amplifies its noise); a night frame
+    darkened further is a low-light degradation."""
+    for night in ("msrs/vi/00004N.png", "llvip/vi/010001.jpg"):
+        vis = read_image(shared_data / night)
+        assert measure(vis / 255.0).gates[1] == 0.0, night
+        darker, _ = degrade_sources(vis, rgb_to_gray(vis), "low_light:0.9", night)
+        assert measure(darker / 255.0).gates[1] == 1.0, night
 
 
 # ------------------------------------------------------------------------------ training gates
@@ -135,12 +143,12 @@ def test_zero_stage_gates_make_pkdm_the_identity_in_training():
 # ------------------------------------------------------------------------------ fusion base
 
 
-def test_local_energy_is_the_window_mean_of_magnitudes():
+def test_local_mean_is_the_window_mean_with_replicated_borders():
     band = torch.randn(1, 1, 9, 11, generator=torch.Generator().manual_seed(2))
-    got = local_energy(band, 3)[0, 0].numpy()
-    padded = np.pad(band[0, 0].abs().numpy(), 1, mode="edge")
-    want = np.mean([padded[dy : dy + 9, dx : dx + 11] for dy in range(3) for dx in range(3)], axis=0)
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    got = local_mean(band, 5)[0, 0].numpy()
+    padded = np.pad(band[0, 0].numpy(), 2, mode="edge")
+    want = np.mean([padded[dy : dy + 9, dx : dx + 11] for dy in range(5) for dx in range(5)], axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_energy_choice_keeps_a_structure_whole():

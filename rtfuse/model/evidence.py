@@ -22,7 +22,7 @@ from rtfuse.model.color import LUMA_WEIGHTS
 WORK_SHORT_SIDE = 256
 # (statistic at gate 0, statistic at gate 1) of each ramp; the low-light ramp falls with brightness.
 HAZE_RAMP = (0.55, 0.68)  # veil: clean daytime frames reach 0.50 (RoadScene's washed-out camera)
-DARK_RAMP = (0.52, 0.32)  # brightness: clean daytime frames stay above 0.57 (an overcast clip)
+DARK_RAMP = (0.12, 0.05)  # brightness: real night frames stay above 0.13 (MSRS, LLVIP), clean daytime above 0.57
 RAIN_RAMP = (1.7, 2.5)  # streak ratio: clean frames reach 1.6 (a birch forest), most stay below 1.1
 
 
