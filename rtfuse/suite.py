@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,7 +114,7 @@ def dominates(a: dict[str, float], b: dict[str, float], metrics: Iterable[str] =
 
 @dataclass
 class SetReport:
-    """One set's scores: per method the per-image rows, their means, and the verdicts on rtfuse."""
+    """One set's scores: per method the means, and the verdicts on rtfuse."""
 
     name: str
     held_out: bool
@@ -143,14 +145,17 @@ def score_set(suite_set: SuiteSet, fusers: dict[str, FuseFn], convention: str = 
     pairs: Iterable[Pair] = suite_set.pairs()
     if limit:
         pairs = (p for k, p in enumerate(pairs) if k < limit)
-    for k, (name, vis, ir) in enumerate(progress(pairs) if progress else pairs):
-        fused = {method: fuse(vis, ir) for method, fuse in fusers.items()}
-        for method, img in fused.items():
-            rows[method].append(compute_metrics(ir, vis, img, convention, list(SUITE_METRICS)))
-        names.append(name)
-        if sheet_dir is not None and k % 7 == 0 and len(sheet_rows) < SHEET_IMAGES:
-            sheet_rows.append([tile(vis, sheet_width, f"{name} visible"), tile(ir, sheet_width, "infrared"),
-                               *(tile(fused[m], sheet_width, m) for m in SHEET_METHODS if m in fused)])
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the metrics release the GIL
+        for k, (name, vis, ir) in enumerate(progress(pairs) if progress else pairs):
+            fused = {method: fuse(vis, ir) for method, fuse in fusers.items()}
+            jobs = {method: pool.submit(compute_metrics, ir, vis, img, convention, list(SUITE_METRICS))
+                    for method, img in fused.items()}
+            for method, job in jobs.items():
+                rows[method].append(job.result())
+            names.append(name)
+            if sheet_dir is not None and k % 7 == 0 and len(sheet_rows) < SHEET_IMAGES:
+                sheet_rows.append([tile(vis, sheet_width, f"{name} visible"), tile(ir, sheet_width, "infrared"),
+                                   *(tile(fused[m], sheet_width, m) for m in SHEET_METHODS if m in fused)])
     if not names:
         raise RtfuseError(f"set {suite_set.name}: no pairs")
     means = {m: {k: float(np.mean([r[k] for r in rs])) for k in SUITE_METRICS} for m, rs in rows.items()}
