@@ -36,6 +36,13 @@ def gradient_loss(fused_y: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) 
     return F.l1_loss(sobel_magnitude(fused_y), torch.maximum(sobel_magnitude(vis_y), sobel_magnitude(ir)))
 
 
+def target_losses(fused_y: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_pix, L_grad) against one target image instead of the sources' per-pixel maxima: the fusion
+    of the clean sources by the model's own base, so that the head learns to undo degradations
+    rather than to move a clean fusion towards the brighter source and the larger gradient."""
+    return F.l1_loss(fused_y, target), F.l1_loss(sobel_magnitude(fused_y), sobel_magnitude(target))
+
+
 def _box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
     pad = window // 2
     return F.avg_pool2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), window, stride=1)

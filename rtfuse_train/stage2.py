@@ -18,6 +18,7 @@ from torch import nn
 from rtfuse.checkpoint import read_dagm, save_checkpoint
 from rtfuse.errors import RtfuseError
 from rtfuse.model import TASK_FUSION, TASK_RECON, FusionNet, get_config
+from rtfuse.model.fusionnet import fusion_base
 from rtfuse.model.color import luminance
 from rtfuse_train.data import DegradedPairs, SceneMix, SourcePair, load_sources, split_sources
 from rtfuse_train.losses import (
@@ -28,6 +29,7 @@ from rtfuse_train.losses import (
     intensity_loss,
     load_balancing_loss,
     structure_loss,
+    target_losses,
 )
 from rtfuse_train.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
@@ -56,17 +58,30 @@ class FrozenDAGM(nn.Module):
         return self.model(vis, ir, d_deg=d_deg, reconstruct=True, stage_gates=stage_gates)
 
 
-def loss_terms(model: FusionNet, out, batch: dict) -> dict[str, torch.Tensor]:
-    """Every term of the composite loss, separately (so each is logged)."""
+TARGETS = ("max", "base")  # what L_pix and L_grad pull the fused luminance towards
+
+
+def loss_terms(model: FusionNet, out, batch: dict, target: str = "max") -> dict[str, torch.Tensor]:
+    """Every term of the composite loss, separately (so each is logged).
+
+    ``target`` "max": the paper's per-pixel maxima of the clean sources' intensity and gradient;
+    "base": the model's fusion base applied to the clean sources (``losses.target_losses``).
+    """
     clean_vis, clean_ir = batch["clean_vis"], batch["clean_ir"]
     vis_y = luminance(clean_vis)
+    if target == "base":
+        with torch.no_grad():
+            fused_clean = fusion_base(model.cfg, vis_y, clean_ir)
+        pix, grad = target_losses(out.fused_y, fused_clean)
+    else:
+        pix, grad = intensity_loss(out.fused_y, vis_y, clean_ir), gradient_loss(out.fused_y, vis_y, clean_ir)
     n = len(model.cfg.channels)
     fusion_gates = out.gates[TASK_FUSION]
     recon_gates = out.gates[TASK_RECON]
     decoder = slice(2 * n, None)
     return {
-        "pix": intensity_loss(out.fused_y, vis_y, clean_ir),
-        "grad": gradient_loss(out.fused_y, vis_y, clean_ir),
+        "pix": pix,
+        "grad": grad,
         "recon": F.l1_loss(out.recon_vis, clean_vis) + F.l1_loss(out.recon_ir, clean_ir),
         "pkdm": F.l1_loss(out.vis_enhanced, clean_vis) if model.cfg.pkdm else out.fused.new_zeros(()),
         "load": load_balancing_loss(fusion_gates + recon_gates[decoder]),
@@ -88,6 +103,7 @@ class Stage2:
     out: Path
     weights: LossWeights = field(default_factory=LossWeights)
     metadata: dict[str, Any] = field(default_factory=dict)
+    target: str = "max"  # TARGETS
     find_unused_parameters: bool = True  # sparse routing: experts unused by a batch get no gradient
 
     def module(self, model: FusionNet) -> nn.Module:
@@ -100,7 +116,7 @@ class Stage2:
     def loss(self, net: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         model = net.module.model if hasattr(net, "module") else net.model
         out = net(batch["vis"], batch["ir"], batch["stage_gates"])
-        terms = loss_terms(model, out, batch)
+        terms = loss_terms(model, out, batch, self.target)
         return combine(terms, self.weights), {k: float(v.detach()) for k, v in terms.items()}
 
     def evaluate(self, net: nn.Module, batches: Iterable[dict]) -> dict[str, Any]:
@@ -112,7 +128,7 @@ class Stage2:
             d_deg = model.dagm(batch["vis"], batch["ir"]).vector
             out = model(batch["vis"], batch["ir"], d_deg=d_deg, reconstruct=True, noisy=False,
                         stage_gates=batch["stage_gates"])
-            for k, v in loss_terms(model, out, batch).items():
+            for k, v in loss_terms(model, out, batch, self.target).items():
                 sums[k] += float(v) * len(batch["vis"])
             count += len(batch["vis"])
         result = {f"test_{k}": v / max(1, count) for k, v in sums.items()}
@@ -140,7 +156,12 @@ class Stage2Options:
     severity_range: tuple[float, float] = (0.2, 1.0)
     scenes: SceneMix = SceneMix()  # composite, night and monochrome scenes, dark thermal cameras
     weights: LossWeights = field(default_factory=LossWeights)
+    target: str = "max"  # TARGETS: the paper's maxima, or the clean sources' fusion by the model's base
     train: TrainConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise RtfuseError(f"target must be one of {TARGETS}, got {self.target!r}")
 
 
 def build_model(opts: Stage2Options) -> FusionNet:
@@ -176,9 +197,10 @@ def run_stage2(opts: Stage2Options, resume: bool = False, sources: Sequence[Sour
     model = build_model(opts)
     sources = sources if sources is not None else load_sources(opts.pairs, opts.videos, opts.every, opts.cache_side)
     train_ds, test_ds, summary = build_datasets(opts, sources, cfg.seed)
-    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights), **asdict(opts.scenes))
+    summary.update(model=opts.model, dagm=str(opts.dagm), loss_weights=asdict(opts.weights), target=opts.target,
+                   **asdict(opts.scenes))
     log.info("stage 2 (%s): %d train / %d test sources", opts.model, summary["train_sources"], summary["test_sources"])
-    trainer = Trainer(model, Stage2(opts.out, opts.weights, summary), train_ds, test_ds, cfg)
+    trainer = Trainer(model, Stage2(opts.out, opts.weights, summary, opts.target), train_ds, test_ds, cfg)
     try:
         return trainer.fit(resume)
     finally:

@@ -29,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--base", choices=FUSION_BASES,
                        help="fusion base instead of the model's own (max: the paper's intensity target, an ablation)")
     loss = parser.add_argument_group("loss weights")
+    loss.add_argument("--target", choices=("max", "base"), default="max",
+                      help="what L_pix and L_grad pull towards: the clean sources' per-pixel maxima (the paper's), "
+                           "or their fusion by the model's base (the head then learns to undo degradations)")
     for name, default in (("pix", 1.0), ("grad", 1.0), ("recon", 0.5), ("pkdm", 0.5), ("aux", 0.01), ("ssim", 0.0), ("qabf", 0.0)):
         loss.add_argument(f"--w-{name}", type=float, default=default, help=f"weight of L_{name} (default {default})")
     train = parser.add_argument_group("training")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                       workers=args.workers, device=args.device, eval_every=args.eval_every,
                       progress=not args.no_progress)
     weights = LossWeights(args.w_pix, args.w_grad, args.w_recon, args.w_pkdm, args.w_aux, args.w_ssim, args.w_qabf)
-    opts = Stage2Options(out=args.out, dagm=args.dagm, model=args.model, base=args.base, pairs=args.pairs,
+    opts = Stage2Options(out=args.out, dagm=args.dagm, model=args.model, base=args.base, target=args.target, pairs=args.pairs,
                          videos=[tuple(v) for v in args.video], every=args.every, size=args.size,
                          samples_per_epoch=args.samples_per_epoch, test_fraction=args.test_fraction,
                          severity_range=tuple(args.severity), weights=weights, train=cfg,
