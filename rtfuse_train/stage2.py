@@ -71,7 +71,7 @@ def loss_terms(model: FusionNet, out, batch: dict, target: str = "max") -> dict[
     vis_y = luminance(clean_vis)
     if target == "base":
         with torch.no_grad():
-            fused_clean = fusion_base(model.cfg, vis_y, clean_ir)
+            fused_clean = fusion_base(model.cfg, vis_y, clean_ir).clamp(0.0, 1.0)  # what an output can be
         pix, grad = target_losses(out.fused_y, fused_clean)
     else:
         pix, grad = intensity_loss(out.fused_y, vis_y, clean_ir), gradient_loss(out.fused_y, vis_y, clean_ir)

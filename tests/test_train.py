@@ -356,3 +356,26 @@ def test_stage2_takes_only_the_dagm_from_a_stage1_checkpoint_of_another_layout(t
         assert torch.equal(model.dagm.state_dict()[name], tensor), name
     ablation = build_stage2_model(Stage2Options(out=tmp_path / "rt.pt", dagm=path, model="rt-nopkdm", base="max"))
     assert (ablation.cfg.pkdm, ablation.cfg.base, ablation.fused_head.conv.out_channels) == (False, "max", 16)
+
+
+def test_base_target_asks_nothing_of_a_clean_input():
+    """With --target base, a clean crop fused by the bare base (head zero, PKDM off) has zero pix and
+    grad loss; the paper's max target still asks that clean fusion to change."""
+    from rtfuse.model import create_model
+    from rtfuse_train.stage2 import Stage2Options, loss_terms
+
+    torch.manual_seed(0)
+    model = create_model("rt").eval()
+    torch.nn.init.zeros_(model.fused_head.conv.weight)
+    torch.nn.init.zeros_(model.fused_head.conv.bias)
+    with torch.no_grad():
+        model.pkdm.ir_sharpen.strength.zero_()
+    vis, ir = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    batch = {"vis": vis, "ir": ir, "clean_vis": vis, "clean_ir": ir, "stage_gates": torch.zeros(2, 3)}
+    out = model(vis, ir, reconstruct=True, noisy=False, stage_gates=batch["stage_gates"])
+    base = loss_terms(model, out, batch, "base")
+    paper = loss_terms(model, out, batch, "max")
+    assert float(base["pix"]) < 1e-6 and float(base["grad"]) < 1e-5
+    assert float(paper["pix"]) > 0.01 and float(paper["grad"]) > 0.01
+    with pytest.raises(RtfuseError, match="target"):
+        Stage2Options(out=Path("x.pt"), dagm=Path("d.pt"), target="mean")
