@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch, normalise_spec
 from rtfuse.datasplit import split_fraction
 from rtfuse.errors import RtfuseError
+from rtfuse.evaluate import read_video
 from rtfuse.imageio import check_same_size, pair_folders, read_image, rgb_to_gray
 from rtfuse.model.color import as_rgb, luminance
 from rtfuse.model.pkdm import stage_gates
@@ -87,26 +88,10 @@ def load_pair_folder(folder: str | Path, short_side: int | None = 256) -> list[S
 @lru_cache(maxsize=16)
 def _decode_frames(path: str, every: int, short_side: int | None, gray: bool) -> tuple[np.ndarray, ...]:
     """Every ``every``-th frame of a video as RGB (or gray) uint8, cached per process."""
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise RtfuseError(f"{path}: cannot open video")
-    frames = []
-    index = 0
-    while True:
-        ok = cap.grab()
-        if not ok:
-            break
-        if index % every == 0:
-            ok, bgr = cap.retrieve()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            frames.append(_shrink(rgb_to_gray(rgb) if gray else rgb, short_side))
-        index += 1
-    cap.release()
+    frames = tuple(_shrink(rgb_to_gray(rgb) if gray else rgb, short_side) for rgb in read_video(path, every=every))
     if not frames:
         raise RtfuseError(f"{path}: no decodable frames")
-    return tuple(frames)
+    return frames
 
 
 def load_video_pair(vis_path: str | Path, ir_path: str | Path, every: int = 10,

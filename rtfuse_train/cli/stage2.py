@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rtfuse.model.config import FUSION_BASES
+from rtfuse_train.stage2 import TARGETS
 from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
 
 HELP = "stage 2: train the fusion network (PKDM + DGME U-Net) on degraded pairs with clean references"
@@ -29,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--base", choices=FUSION_BASES,
                        help="fusion base instead of the model's own (max: the paper's intensity target, an ablation)")
     loss = parser.add_argument_group("loss weights")
-    loss.add_argument("--target", choices=("max", "base"), default="max",
+    loss.add_argument("--target", choices=TARGETS, default="max",
                       help="what L_pix and L_grad pull towards: the clean sources' per-pixel maxima (the paper's), "
                            "or their fusion by the model's base (the head then learns to undo degradations)")
     for name, default in (("pix", 1.0), ("grad", 1.0), ("recon", 0.5), ("pkdm", 0.5), ("aux", 0.01), ("ssim", 0.0), ("qabf", 0.0)):
