@@ -4,7 +4,8 @@ A learned fusion earns its cost only where no fixed rule dominates it, and only 
 not train on. For each set the suite scores rtfuse and the ``max``, ``mean`` and ``laplacian``
 baselines on the same pairs with a quirk-free convention, and reports per set the means, which
 baselines dominate rtfuse on (Qabf, VIF, AG, SD), how many images fall below plain averaging on
-Qabf, and a comparison sheet (visible, infrared, rtfuse, max, laplacian) to look at.
+Qabf, and a comparison sheet of its worst images (visible, infrared, rtfuse, max, laplacian) to
+look at.
 
 Sets (under a data root laid out like ``../shared/data``): TNO, MSRS, LLVIP, the RoadScene test
 split (the training camera's held-out images), and every 10th frame of each M2VD clip. Whether a
@@ -34,7 +35,7 @@ from rtfuse.sheet import grid, tile
 SUITE_METRICS = ("Qabf", "VIF", "AG", "SD")  # what dominance is judged on: edges, information, detail, contrast
 OURS = "rtfuse"
 SHEET_METHODS = (OURS, "max", "laplacian")
-SHEET_IMAGES = 4
+SHEET_IMAGES = 4  # the images where rtfuse's Qabf falls furthest below the best baseline's
 VIDEO_EVERY = 10
 # Cameras the shipped weights trained on: RoadScene's training split and two M2VD clips (one rig).
 TRAINING_CLIPS = ("0111_1716", "0113_1714")
@@ -141,21 +142,24 @@ def score_set(suite_set: SuiteSet, fusers: dict[str, FuseFn], convention: str = 
             raise RtfuseError(f"the suite needs a fuser named {needed!r}")
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in fusers}
     names: list[str] = []
-    sheet_rows: list[list[np.ndarray]] = []
+    sheet_rows: list[tuple[float, list[np.ndarray]]] = []  # (rtfuse's Qabf margin over the best baseline, tiles)
     pairs: Iterable[Pair] = suite_set.pairs()
     if limit:
         pairs = (p for k, p in enumerate(pairs) if k < limit)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the metrics release the GIL
-        for k, (name, vis, ir) in enumerate(progress(pairs) if progress else pairs):
+        for name, vis, ir in progress(pairs) if progress else pairs:
             fused = {method: fuse(vis, ir) for method, fuse in fusers.items()}
             jobs = {method: pool.submit(compute_metrics, ir, vis, img, convention, list(SUITE_METRICS))
                     for method, img in fused.items()}
             for method, job in jobs.items():
                 rows[method].append(job.result())
             names.append(name)
-            if sheet_dir is not None and k % 7 == 0 and len(sheet_rows) < SHEET_IMAGES:
-                sheet_rows.append([tile(vis, sheet_width, f"{name} visible"), tile(ir, sheet_width, "infrared"),
-                                   *(tile(fused[m], sheet_width, m) for m in SHEET_METHODS if m in fused)])
+            if sheet_dir is not None:
+                margin = rows[OURS][-1]["Qabf"] - max(rows[m][-1]["Qabf"] for m in fusers if m != OURS)
+                sheet_rows.append((margin, [tile(vis, sheet_width, f"{name} visible"), tile(ir, sheet_width, "infrared"),
+                                            tile(fused[OURS], sheet_width, f"{OURS} (Qabf {margin:+.3f} vs best)"),
+                                            *(tile(fused[m], sheet_width, m) for m in SHEET_METHODS[1:] if m in fused)]))
+                sheet_rows = sorted(sheet_rows, key=lambda row: row[0])[:SHEET_IMAGES]  # keep only the worst
     if not names:
         raise RtfuseError(f"set {suite_set.name}: no pairs")
     means = {m: {k: float(np.mean([r[k] for r in rs])) for k in SUITE_METRICS} for m, rs in rows.items()}
@@ -164,7 +168,7 @@ def score_set(suite_set: SuiteSet, fusers: dict[str, FuseFn], convention: str = 
     sheet = None
     if sheet_dir is not None and sheet_rows:
         sheet_path = Path(sheet_dir) / f"sheet_{suite_set.name}.png"
-        write_image(sheet_path, grid(sheet_rows))
+        write_image(sheet_path, grid([tiles for _, tiles in sheet_rows]))
         sheet = str(sheet_path)
     return SetReport(suite_set.name, suite_set.held_out, suite_set.note, len(names), means, dominated_by, below, sheet)
 
