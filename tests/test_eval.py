@@ -227,9 +227,9 @@ def test_cli_ours_fuses_and_scores(dataset: Path, tmp_path: Path, capsys):
     assert fused.shape[:2] == read_image(dataset / "vi" / "05.png").shape[:2]
 
 
-def _bench(name: str):
-    """A script of bench/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+def _script(folder: str, name: str):
+    """A script of bench/ or experiments/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -237,7 +237,7 @@ def _bench(name: str):
 
 def test_robustness_bench_scores_night_renditions_of_the_pairs(shared_data: Path, tmp_path: Path):
     """bench/robustness.py --night: the references become darkened copies (infrared as it was)."""
-    bench = _bench("robustness")
+    bench = _script("bench", "robustness")
     tno = shared_data / "tno"
     night = bench.night_scenes(tno, tmp_path / "night", 0.6, limit=2)
     dark = bench.night_scenes(tno, tmp_path / "dark", 0.6, limit=2, ir_gain=0.5)
@@ -260,9 +260,9 @@ def test_robustness_bench_scores_night_renditions_of_the_pairs(shared_data: Path
 
 
 def test_sharpening_bench_trades_qabf_for_detail(shared_data: Path, tmp_path: Path, capsys):
-    """bench/sharpening.py: an unsharp mask leaves flat areas alone, raises AG and SF and costs Qabf;
+    """experiments/sharpening.py: an unsharp mask leaves flat areas alone, raises AG and SF and costs Qabf;
     precomputed fusions are scored beside it and the plot is written."""
-    bench = _bench("sharpening")
+    bench = _script("experiments", "sharpening")
     flat = np.full((20, 30, 3), 77, np.uint8)
     assert np.array_equal(bench.unsharp(flat, 1.0, 2.0), flat)
     tno = shared_data / "tno"

@@ -391,7 +391,7 @@ def test_published_sd_and_vif_come_from_uint8_arithmetic(tno_comparison):
 
 
 def test_detail_bound_is_the_stronger_source_per_pixel(tmp_path):
-    """bench/detail_bound.py: with one flat source the bound is the other's AG and SF; with two
+    """experiments/detail_bound.py: with one flat source the bound is the other's AG and SF; with two
     sources whose edges lie apart it exceeds both."""
     import json
     import subprocess
@@ -411,7 +411,7 @@ def test_detail_bound_is_the_stronger_source_per_pixel(tmp_path):
         for sub, img in (("vi", vis), ("ir", ir)):
             (tmp_path / name / sub).mkdir(parents=True)
             cv2.imwrite(str(tmp_path / name / sub / "a.png"), img)
-    script = Path(__file__).resolve().parents[1] / "bench" / "detail_bound.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "detail_bound.py"
     out = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "flat_vis"), "--data",
                           str(tmp_path / "apart")], capture_output=True, text=True, check=True).stdout
     result = json.loads(out[: out.index("\n}") + 2])

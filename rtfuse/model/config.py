@@ -27,7 +27,7 @@ DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexpos
 # brighter low-pass (structure from whichever source has it); or "max", their per-pixel maximum (the
 # paper's intensity target; the base of every checkpoint written before 2026-12-06).
 FUSION_BASES: tuple[str, ...] = ("pyramid", "max")
-# Experiments retired from the product on 2026-12-06 (docs/training-experiments.md): checkpoints
+# Experiments retired from the product on 2026-12-06 (experiments/log.md): checkpoints
 # that used them name the experiment when they fail to load; a retired option at its neutral value
 # (what checkpoints of the product wrote) is dropped.
 RETIRED_BASES = ("laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
@@ -68,7 +68,7 @@ class FusionConfig:
             raise RtfuseError(f"top_k={self.top_k} must be in 1..{self.num_experts}")
         if self.base in RETIRED_BASES:
             raise RtfuseError(f"fusion base {self.base!r} was an experiment, retired on 2026-12-06 "
-                              f"(docs/training-experiments.md); bases now: {', '.join(FUSION_BASES)}")
+                              f"(experiments/log.md); bases now: {', '.join(FUSION_BASES)}")
         if self.base not in FUSION_BASES:
             raise RtfuseError(f"unknown fusion base {self.base!r} ({', '.join(FUSION_BASES)})")
         if self.encoder not in ("lite", "clip"):
@@ -89,7 +89,7 @@ class FusionConfig:
             if option in data:
                 if data[option] != neutral:
                     raise RtfuseError(f"model option {option}={data[option]!r} was an experiment, retired on "
-                                      "2026-12-06 (docs/training-experiments.md)")
+                                      "2026-12-06 (experiments/log.md)")
                 del data[option]
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

@@ -64,7 +64,7 @@ class FusionOutput:
 # The "pyramid" base: detail chosen by its local energy in 5x5 windows, the brighter low-pass over
 # 4 levels. On every held-out real set it has the better Qabf and VIF of the classical pyramid
 # (per-coefficient choice, mean low-pass) and a higher SD than both it and the pixel maximum
-# (docs/training-experiments.md, "The fusion base, judged on held-out cameras").
+# (experiments/log.md, "The fusion base, judged on held-out cameras").
 PYRAMID_LEVELS = 4
 PYRAMID_WINDOW = 5
 
@@ -233,7 +233,7 @@ class FusionNet(nn.Module):
 
         A colour output takes its chroma from the visible input, not from PKDM's enhanced image:
         PKDM is trained for the luminance the fusion sees, and its colour drifts (under haze its
-        chroma error against the clean image was 4-6x the raw frame's; bench/pkdm_effect.py).
+        chroma error against the clean image was 4-6x the raw frame's; experiments/pkdm_effect.py).
         """
         h, w = vis.shape[-2:]
         gray_input = vis.shape[1] == 1

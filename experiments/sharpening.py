@@ -6,7 +6,7 @@ stronger in the fusion than in the sources as much as one that is weaker. Sharpe
 the cheapest way to buy AG and SF; this bench shows, on one plot, what it costs in Qabf and VIF
 (left: Qabf against AG, right: VIF against SD; up and to the right is better on both).
 
-    python bench/sharpening.py --data ../shared/data/tno --fused-root ../shared/data/tno/fused \
+    python experiments/sharpening.py --data ../shared/data/tno --fused-root ../shared/data/tno/fused \
         [--amount 0.15 0.3 0.6 1.0] [--sigma 2] [--checkpoint CK] [--plot sharpening.png]
 
 Prints JSON (per method: means over pairs, matlab convention) and a markdown table.

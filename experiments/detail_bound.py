@@ -5,7 +5,7 @@ that bound has, on average, gradients stronger than both sources at the same pla
 or edges that neither camera saw. Read beside the AG/SF columns of a table: a method above the
 bound scores detail it did not take from the sources.
 
-    python bench/detail_bound.py --data ../shared/data/tno [--data DIR ...] [--limit N]
+    python experiments/detail_bound.py --data ../shared/data/tno [--data DIR ...] [--limit N]
 
 Prints JSON (per dataset: means over pairs, matlab convention) and a markdown table.
 """

@@ -1,7 +1,7 @@
 """Is the per-clip expert plan worth having? Temporal flicker of a fused clip when the plan is
 computed once per clip (the runtime) vs. freshly for every frame.
 
-    python bench/flicker_plan.py --data ../shared/data/video/m2vd --clip 0117_1605 [--checkpoint M.pt] [--max-frames 150]
+    python experiments/flicker_plan.py --data ../shared/data/video/m2vd --clip 0117_1605 [--checkpoint M.pt] [--max-frames 150]
 
 Prints JSON rows of rtfuse.evaluate.evaluate_videos (flicker, lower is better) for both variants.
 """

@@ -3,7 +3,7 @@ clean visible image of the degraded input and after each pre-enhancement stage (
 derain; the last is PKDM's output), plus the labels DAGM gives the degraded pairs. Same inputs
 as bench/robustness.py (degradations seeded by name).
 
-    python bench/pkdm_effect.py --data ../shared/data/msrs --data ../shared/data/llvip --limit 3 \
+    python experiments/pkdm_effect.py --data ../shared/data/msrs --data ../shared/data/llvip --limit 3 \
         [--checkpoint rtfuse/weights/rt.pt]
 
 Prints JSON (per cell: the MAEs, the chroma (Cb, Cr) MAE of the input and of PKDM's output,
