@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import TemporalAGC, list_images, read_image, rgb_to_gray
 from rtfuse.synthetic import SyntheticScene
 
@@ -207,7 +207,7 @@ def open_source(spec: str, stream: str, fps: float | None = None, scene: Synthet
     """Turn a command-line source spec into a Source (not yet opened)."""
     if spec == "synthetic":
         if scene is None:
-            raise RtfuseError("the synthetic source needs both --vis and --ir to be 'synthetic'")
+            raise ParameterError("the synthetic source needs both `vis` and `ir` to be 'synthetic'")
         return SyntheticSource(scene, stream, fps or 30.0)
     m = _CAMERA.match(spec)
     if m:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import IMAGE_SUFFIXES, list_images, pair_folders, read_image, rgb_to_gray, to_float01, write_image
 from rtfuse.metrics import DEFAULT_CONVENTION, compute_metrics, get_convention, resolve_names
 
@@ -115,9 +115,9 @@ def evaluate_folder(
     if clash:
         raise RtfuseError(f"method name used twice: {', '.join(sorted(clash))}")
     if not fused_dirs and not fusers:
-        raise RtfuseError("nothing to score: give --fused NAME=DIR, --ours or --baseline")
+        raise ParameterError("nothing to score: give `fused_dirs` or `fusers`")
     if degrade and fused_dirs:
-        raise RtfuseError("--degrade applies to fusers run by eval (--ours, --baseline), not to --fused folders fused elsewhere")
+        raise ParameterError("`degrade` applies to `fusers` run here, not to `fused_dirs` fused elsewhere")
     data = Path(data)
     pairs = pair_folders(data / "vi", data / "ir")
     result = EvalResult(convention, metric_names, [*fused_dirs, *fusers])
@@ -394,7 +394,7 @@ def evaluate_videos(
     fused_dirs = dict(fused_dirs or {})
     fusers = dict(fusers or {})
     if not fused_dirs and not fusers:
-        raise RtfuseError("nothing to score: give --fused NAME=DIR, --ours or --baseline")
+        raise ParameterError("nothing to score: give `fused_dirs` or `fusers`")
     rows: list[dict[str, float | str]] = []
     bad: list[BadInput] = []
     for stem in sorted(vis_clips.keys() | ir_clips.keys()):

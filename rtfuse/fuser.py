@@ -12,7 +12,7 @@ import torch
 
 from rtfuse.checkpoint import load_checkpoint
 from rtfuse.engine import BACKENDS, Engine, create_engine, model_sha256, require_tensorrt
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import check_same_hw, rgb_to_gray, to_float01
 from rtfuse.model import FusionNet, Plan, create_model
 from rtfuse.model.color import as_rgb
@@ -121,9 +121,10 @@ class Fuser:
         if backend == "tensorrt":
             require_tensorrt(device)
         if backend == "eager" and precision not in (None, "fp32"):
-            raise RtfuseError("the eager backend runs fp32; use --backend compiled or aoti for bf16/fp16")
+            raise ParameterError(f"`backend` {backend!r} runs fp32, not `precision` {precision!r}; "
+                                 "choose `backend` 'compiled' or 'aoti' for bf16/fp16")
         if engine is not None and backend not in ("aoti", "tensorrt"):
-            raise RtfuseError(f"--engine loads aoti/tensorrt artifacts; it does not apply to backend {backend!r}")
+            raise ParameterError(f"`engine` loads aoti/tensorrt artifacts; it does not apply to `backend` {backend!r}")
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.trained = trained

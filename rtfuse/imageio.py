@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -144,8 +144,8 @@ def check_same_hw(vis_hw: Sequence[int], ir_hw: Sequence[int], what: str = "") -
     """check_same_size on (height, width) pairs, for images that are already tensors."""
     if tuple(vis_hw) != tuple(ir_hw):
         prefix = f"{what}: " if what else ""
-        raise RtfuseError(
+        raise ParameterError(
             f"{prefix}visible is {vis_hw[1]}x{vis_hw[0]} but infrared is "
-            f"{ir_hw[1]}x{ir_hw[0]} (WxH); pass --resize to scale infrared to the visible "
-            f"size, or --calib RIG.toml to register it"
+            f"{ir_hw[1]}x{ir_hw[0]} (WxH); `resize` scales infrared to the visible "
+            f"size, a rig calibration (`calib`) registers it"
         )

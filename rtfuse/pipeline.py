@@ -32,7 +32,7 @@ import numpy as np
 
 from rtfuse.calib import Calibration
 from rtfuse.capture import STREAMS, CaptureThread, FolderSource, Frame, Source, StreamEnd, open_source
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import check_same_size, pair_folders
 from rtfuse.profiling import Profiler, save_report
 from rtfuse.publish import Publisher
@@ -246,9 +246,9 @@ class Window:
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
-            raise RtfuseError(
-                "cannot open a window: this OpenCV build has no GUI (opencv-python-headless); "
-                "install opencv-python, or use --record / rtfuse subscribe on a desktop"
+            raise ParameterError(
+                "cannot open a window (`show`): this OpenCV build has no GUI (opencv-python-headless); "
+                "install opencv-python, or `record` the stream, or watch it through a subscriber on a desktop"
             ) from exc
 
     def show(self, frame: np.ndarray) -> bool:
@@ -344,7 +344,7 @@ def _build_sources(cfg: PipelineConfig, profiler: Profiler) -> dict[str, Source]
     specs = {"vis": cfg.vis, "ir": cfg.ir}
     if "synthetic" in specs.values():
         if cfg.vis != cfg.ir:
-            raise RtfuseError("the synthetic source needs both --vis and --ir to be 'synthetic'")
+            raise ParameterError("the synthetic source needs both `vis` and `ir` to be 'synthetic'")
         w, h = cfg.synthetic_size
         scene = SyntheticScene(w, h, cfg.synthetic_seed, degrade=cfg.synthetic_degrade, ir_bits=cfg.synthetic_ir_bits)
         return {s: open_source("synthetic", s, cfg.fps, scene) for s in STREAMS}
@@ -376,14 +376,14 @@ class Pipeline:
         if cfg.mode not in (None, "live", "replay"):
             raise RtfuseError(f"unknown mode {cfg.mode!r} (live or replay)")
         if cfg.resize and cfg.calib:
-            raise RtfuseError("--resize and --calib exclude each other")
+            raise ParameterError("`resize` and `calib` exclude each other")
         self.cfg = cfg
         self.profiler = Profiler()
         self.sources = sources or _build_sources(cfg, self.profiler)
         finite = all(src.finite for src in self.sources.values())
         self.mode = cfg.mode or ("replay" if finite else "live")
         if self.mode == "replay" and not finite and cfg.frames is None and cfg.duration is None:
-            log.info("replay of a live source runs until stopped (give --frames or --duration)")
+            log.info("replay of a live source runs until stopped (set frames or duration)")
         self.stop = threading.Event()
         from rtfuse import fuser as fusing  # torch loads when a pipeline is built, not on import
 

@@ -158,7 +158,7 @@ def summary(report: dict[str, Any]) -> str:
     if meta.get("engine") == "eager" and source_fps and report["fps"] < 0.9 * source_fps:
         lines.append(
             f"hint: the eager engine kept {report['fps']:.0f} of the sources' {source_fps:.0f} FPS; a compiled engine "
-            "runs the same model about 3x faster: --backend aoti (built once, about a minute; README, inference engines)"
+            "runs the same model about 3x faster: `backend` aoti (built once, about a minute; docs/engines.md)"
         )
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def generate_keys(directory: str | Path, name: str = CLIENT_KEY) -> tuple[Path, 
         server_secret.chmod(0o600)
     secret = directory / f"{name}.key_secret"
     if secret.exists():
-        raise RtfuseError(f"{secret}: already exists; choose another --name")
+        raise ParameterError(f"{secret}: already exists; choose another `name`")
     zmq.auth.create_certificates(str(directory), name)
     secret.chmod(0o600)
     return directory / f"{name}.key", secret
@@ -130,8 +130,8 @@ class Publisher:
     ):
         if not is_loopback(endpoint) and keys is None and not insecure:
             raise RtfuseError(
-                f"refusing to publish on non-loopback {endpoint} without encryption: pass --keys DIR "
-                f"(create it with `rtfuse keys DIR`) or --insecure to publish in the clear"
+                f"refusing to publish on non-loopback {endpoint} without encryption: give `keys` (a key "
+                f"folder, e.g. from `rtfuse keys DIR`) or `insecure` to publish in the clear"
             )
         if encoding not in ("raw", "jpeg"):
             raise RtfuseError(f"unknown encoding {encoding!r} (raw or jpeg)")

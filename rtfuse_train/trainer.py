@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class Trainer:
             raise RtfuseError(f"unknown batchnorm mode {cfg.batchnorm!r} (batch, sync, frozen)")
         if cfg.batchnorm == "sync" and self.dist.world > 1:
             if self.device.type == "cpu":
-                raise RtfuseError("--batchnorm sync needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); use frozen or batch")
+                raise ParameterError("`batchnorm` sync needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); use frozen or batch")
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net
         params = stage.parameters(model)

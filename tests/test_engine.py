@@ -304,11 +304,11 @@ def test_fuser_runs_an_exported_engine(model, aoti, plans, shared_data):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_tensorrt_missing_is_one_clear_error(model, capsys):
     assert any("NVIDIA GPU" in m for m in tensorrt_missing("cpu"))
-    with pytest.raises(RtfuseError, match=r"^tensorrt backend unavailable: needs .*NVIDIA GPU"):
+    with pytest.raises(RtfuseError, match=r"^`backend` tensorrt is unavailable here: it needs .*NVIDIA GPU \(`device` cuda\)"):
         Fuser(model, trained=False, backend="tensorrt")
     assert cli_main(["export", "--backend", "tensorrt", "--height", "64", "--width", "64", "-o", "/nonexistent/x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "tensorrt backend unavailable" in err[0]
+    assert len(err) == 1 and "--backend tensorrt is unavailable here" in err[0] and "(--device cuda)" in err[0]
 
 
 def test_eager_engine_is_the_model_plan_path(model, crops, plans):

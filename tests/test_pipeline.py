@@ -104,7 +104,7 @@ def test_mismatched_sizes_are_refused_unless_resized(fuser: Fuser, tmp_path: Pat
     vis = write_folder(tmp_path / "vi", 3, (48, 64, 3))
     ir = write_folder(tmp_path / "ir", 3, (24, 32))
     base = dict(vis=str(vis), ir=str(ir), publish=None)
-    with pytest.raises(RtfuseError, match=r"streams: visible is 64x48 but infrared is 32x24.*--resize.*--calib"):
+    with pytest.raises(RtfuseError, match=r"streams: visible is 64x48 but infrared is 32x24.*`resize`.*`calib`"):
         Pipeline(PipelineConfig(**base), fuser=fuser).run()
     report = Pipeline(PipelineConfig(**base, resize=True, record=str(tmp_path / "r.mp4")), fuser=fuser).run()
     assert report["frames"] == 3  # and the replay ends cleanly at the end of the folders
@@ -246,7 +246,7 @@ def test_summary_hints_at_a_compiled_engine_when_eager_falls_behind():
         profiler.add({s: 0.001 for s in STAGES}, 0.05, 100.0 + k / 15, 0.06)
     for engine, source_fps, hinted in (("eager", 30.0, True), ("aoti", 30.0, False), ("eager", 15.0, False)):
         profiler.meta = {"engine": engine, "source_fps": source_fps}
-        assert ("--backend aoti" in summary(profiler.report())) == hinted
+        assert ("`backend` aoti" in summary(profiler.report())) == hinted
 
 
 def test_profile_cli_prints_and_plots(fuser: Fuser, tmp_path: Path):

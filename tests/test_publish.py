@@ -136,7 +136,7 @@ def test_loopback_detection():
 
 
 def test_non_loopback_bind_needs_keys_or_insecure(tmp_path: Path):
-    with pytest.raises(RtfuseError, match="non-loopback tcp://0.0.0.0:.*--keys DIR.*--insecure"):
+    with pytest.raises(RtfuseError, match="non-loopback tcp://0.0.0.0:.*`keys`.*`insecure`"):
         Publisher("tcp://0.0.0.0:*")
     with Publisher("tcp://0.0.0.0:*", insecure=True) as pub:
         assert pub.endpoint.startswith("tcp://0.0.0.0:")

@@ -14,7 +14,7 @@ import pkgutil
 import sys
 from types import ModuleType
 
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 
 log = logging.getLogger("rtfuse")
 
@@ -38,8 +38,15 @@ def command_parser(prog: str, description: str, commands: dict[str, ModuleType],
     for name, module in commands.items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _options=option_names(p, getattr(module, "PARAMETER_OPTIONS", {})))
     return parser
+
+
+def option_names(parser: argparse.ArgumentParser, aliases: dict[str, str]) -> dict[str, str]:
+    """How this command spells a library parameter: its option of that destination (``engine`` ->
+    ``--engine``), or ``aliases`` where the library's name differs from the option's."""
+    names = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    return {**names, **aliases}
 
 
 def run_command(args: argparse.Namespace, prog: str) -> int:
@@ -47,7 +54,8 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     try:
         return int(args._run(args) or 0)
     except RtfuseError as exc:
-        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.spelled(getattr(args, "_options", {})) if isinstance(exc, ParameterError) else str(exc)
+        print(f"{prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog} {args.command}: interrupted", file=sys.stderr)

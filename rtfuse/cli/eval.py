@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# evaluate_folder's parameters that no single option of this command spells
+PARAMETER_OPTIONS = {"fused_dirs": "--fused NAME=DIR", "fusers": "--ours or --baseline"}
 HELP = "score fused outputs against their IR/visible sources (EN, SD, SF, AG, MI, VIF, Qabf, SSIM, SCD, CC, PSNR)"
 
 CONVENTION_NAMES = ("cddfuse", "matlab", "matlab-uint8")

@@ -13,10 +13,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rtfuse.errors import spell
     from rtfuse.profiling import load_report, plot, summary
 
     report = load_report(args.report)
-    print(summary(report))
+    print(spell(summary(report), {"backend": "rtfuse run --backend"}))
     if args.plot:
         plot(report, args.plot)
         print(f"plot written to {args.plot}")

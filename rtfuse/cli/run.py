@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from rtfuse.errors import spell
     from rtfuse.fuser import Fuser
     from rtfuse.pipeline import Pipeline, PipelineConfig, prepare_process, sigint_stops
     from rtfuse.profiling import summary
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             report = pipeline.run(on_frame=progress)
     finally:
         bar.close()
-    print(summary(report))
+    print(spell(summary(report), args._options))
     if cfg.record:
         print(f"recorded {report['meta']['recorded_frames']} frames to {cfg.record}")
     if cfg.profile:

@@ -19,7 +19,7 @@ import torch
 from rtfuse.engine.aoti_abi import load_aoti_model
 from rtfuse.engine.artifact import VERSION, Sidecar, artifact_paths
 from rtfuse.engine.fold import FoldedNet, dense_plan, fold, plan_tensors, refold
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.model import FusionNet, Plan
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def check_precision(precision: str, device: str) -> torch.dtype:
     if precision not in PRECISIONS:
         raise RtfuseError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "fp16" and not device.startswith("cuda"):
-        raise RtfuseError("fp16 is for GPUs; on the CPU use --precision bf16 (or fp32)")
+        raise ParameterError("`precision` fp16 is for GPUs; on the CPU use `precision` bf16 (or fp32)")
     return PRECISIONS[precision]
 
 
@@ -56,14 +56,14 @@ def tensorrt_missing(device: str) -> list[str]:
     except ImportError:
         missing.append("the torch_tensorrt package (install the 'trt' extra; it must match torch " + torch.__version__.split("+")[0].rsplit(".", 1)[0] + ")")
     if not (device.startswith("cuda") and torch.cuda.is_available()):
-        missing.append("an NVIDIA GPU (--device cuda)")
+        missing.append("an NVIDIA GPU (`device` cuda)")
     return missing
 
 
 def require_tensorrt(device: str) -> None:
     missing = tensorrt_missing(device)
     if missing:
-        raise RtfuseError("tensorrt backend unavailable: needs " + " and ".join(missing))
+        raise ParameterError("`backend` tensorrt is unavailable here: it needs " + " and ".join(missing))
 
 
 class Engine:
