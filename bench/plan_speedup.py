@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
+from rtfuse.color import rgb_to_gray
 from rtfuse.degrade import degrade_pair
 from rtfuse.engine import EagerEngine, load_engine
-from rtfuse.evaluate import read_video
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
-from rtfuse.imageio import rgb_to_gray
+from rtfuse.video import read_video
 
 DATA = Path(os.environ.get("RTFUSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SPECS = ("clean", "haze:0.6", "low_light:0.6", "overexposure:0.6", "rain:0.6", "noise:0.6")

@@ -2,7 +2,7 @@
 
 The Laplacian pyramid with a ``max`` low-pass (the brighter coarse scene, the stronger detail) and
 pixel-wise blends ``w max + (1 - w) laplacian``. Read beside `rtfuse eval`'s table: a learned
-fusion should beat every rule here on the scores it claims, and where one does not, the README says so.
+fusion should beat every rule here on the scores it claims, and where one does not, the model card (docs/model-card.md) says so.
 
     python experiments/fixed_fusions.py --data ../shared/data/tno [--limit N] [--blend 0.25 0.5 0.75]
 

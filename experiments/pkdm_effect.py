@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from robustness import CELLS
 
+from rtfuse.color import as_rgb, rgb_to_ycbcr
 from rtfuse.evaluate import degrade_sources
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
 from rtfuse.imageio import pair_folders, read_image, to_float01
-from rtfuse.model.color import as_rgb, rgb_to_ycbcr
 from rtfuse.model.pkdm import STAGES, blend
 
 
@@ -63,7 +63,7 @@ def visible_errors(fuser: Fuser, vis: np.ndarray, ir: np.ndarray, cell: str, nam
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", action="append", required=True, help="folders with vi/ and ir/ (repeatable)")
-    p.add_argument("--limit", type=int, default=3, help="pairs per dataset (default 3, as in the README table)")
+    p.add_argument("--limit", type=int, default=3, help="pairs per dataset (default 3, as in the model card's robustness table)")
     p.add_argument("--checkpoint", help="weights (default: the shipped ones)")
     p.add_argument("--cells", default=";".join(CELLS), help="';'-separated degradation specs")
     args = p.parse_args(argv)

@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rtfuse.imageio import check_same_size, rgb_to_gray, to_float01
+from rtfuse.color import rgb_to_gray
+from rtfuse.imageio import check_same_size, to_float01
 from rtfuse.model.pyramid import laplacian_fusion
 
 

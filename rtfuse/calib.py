@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,11 +24,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tomllib
 import torch
 import torch.nn.functional as F
 
+from rtfuse.color import rgb_to_gray
 from rtfuse.errors import RtfuseError
-from rtfuse.imageio import IMAGE_SUFFIXES, pair_folders, read_image, rgb_to_gray, to_float01
+from rtfuse.imageio import IMAGE_SUFFIXES, pair_folders, read_image, to_float01
+from rtfuse.video import read_frames_spread, spread_indices
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +292,11 @@ def load_pairs(vis: str | Path, ir: str | Path, frames: int = 5) -> list[tuple[n
         found = pair_folders(vis, ir)
         if not found.pairs:
             raise RtfuseError(f"no image names in common between {vis} and {ir}")
-        chosen = [found.pairs[i] for i in _spread(len(found.pairs), frames)]
+        chosen = [found.pairs[i] for i in spread_indices(len(found.pairs), frames)]
         return [(read_image(v), read_image(i, gray=True)) for v, i in chosen]
     if vis.suffix.lower() in IMAGE_SUFFIXES and ir.suffix.lower() in IMAGE_SUFFIXES:
         return [(read_image(vis), read_image(ir, gray=True))]
-    vis_frames, ir_frames = _video_frames(vis, frames), _video_frames(ir, frames)
+    vis_frames, ir_frames = read_frames_spread(vis, frames), read_frames_spread(ir, frames)
     return [(v, rgb_to_gray(i)) for v, i in zip(vis_frames, ir_frames)]
 
 
@@ -325,32 +327,6 @@ def corner_error(h1: np.ndarray, h2: np.ndarray, size: Size) -> float:
     w, h = size
     c = np.float64([[0, 0], [w, 0], [w, h], [0, h]]).reshape(-1, 1, 2)
     return float(np.mean(np.linalg.norm(cv2.perspectiveTransform(c, h1) - cv2.perspectiveTransform(c, h2), axis=2)))
-
-
-def _spread(n: int, k: int) -> list[int]:
-    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})
-
-
-def _video_frames(path: Path, k: int) -> list[np.ndarray]:
-    """``k`` RGB frames spread over a video (seeking; falls back to reading through)."""
-    if not path.is_file():
-        raise RtfuseError(f"{path}: no such file")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise RtfuseError(f"{path}: cannot open as video or image")
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        out = []
-        for idx in _spread(max(count, 1), k):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
-            ok, frame = cap.read()
-            if ok:
-                out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        if not out:
-            raise RtfuseError(f"{path}: no frames could be read")
-        return out
-    finally:
-        cap.release()
 
 
 def _edge_source(img: np.ndarray) -> np.ndarray:

@@ -23,9 +23,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rtfuse.color import rgb_to_gray
 from rtfuse.errors import ParameterError, RtfuseError
-from rtfuse.imageio import TemporalAGC, list_images, read_image, rgb_to_gray
+from rtfuse.imageio import TemporalAGC, list_images, read_image
 from rtfuse.synthetic import SyntheticScene
+from rtfuse.video import as_rgb_frame, open_capture
 
 log = logging.getLogger(__name__)
 
@@ -100,26 +102,14 @@ class OpenCVSource(Source):
         self._index = 0
 
     def open(self) -> None:
-        cap = self._open_single_threaded() if isinstance(self.target, str) else cv2.VideoCapture(self.target)
-        if not cap.isOpened():
-            cap.release()
-            raise RtfuseError(f"{self.name}: cannot open (no such camera, file or stream, or unsupported format)")
+        try:
+            cap = open_capture(self.target)
+        except RtfuseError:
+            raise RtfuseError(f"{self.name}: cannot open (no such camera, file or stream, or unsupported format)") from None
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self._count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.finite else 0
         self._cap = cap
-
-    def _open_single_threaded(self) -> cv2.VideoCapture:
-        """FFmpeg with one decoding thread, else whatever backend opens it.
-
-        FFmpeg's default frame threading (a thread per core) took twice the CPU per 640x480 H.264
-        frame here (1.3 vs 0.64 ms) and adds threads that pre-empt the engine on a small machine.
-        """
-        cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
-        if cap.isOpened():
-            return cap
-        cap.release()
-        return cv2.VideoCapture(self.target)
 
     def seek(self, index: int) -> None:
         if self.finite and self._cap is not None and index > 0:
@@ -141,8 +131,7 @@ class OpenCVSource(Source):
         else:
             media = stamp
         self._index += 1
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
-        return Grab(rgb, stamp, media)
+        return Grab(as_rgb_frame(img), stamp, media)
 
     def close(self) -> None:
         if self._cap is not None:

@@ -21,13 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtfuse import color
+from rtfuse.color import LUMA_WEIGHTS, luminance
 from rtfuse.errors import RtfuseError
 from rtfuse.model.config import DEGRADATION_CLASSES as CLASSES
-
-# Display <-> linear light. Scattering, exposure and bloom are linear in radiance, so they are
-# applied to linearised images and re-encoded with gamma 2 (square / square root): close to sRGB's
-# ~2.2 and several times cheaper than a fractional power on the CPU.
-_LUMA = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
 Tensor = torch.Tensor
 Kernel = Callable[[Tensor, Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
@@ -47,7 +44,9 @@ class Degradation:
 
 # ----------------------------------------------------------------------------- small helpers
 
-
+# Display <-> linear light. Scattering, exposure and bloom are linear in radiance, so they are
+# applied to linearised images and re-encoded with gamma 2 (square / square root): close to sRGB's
+# ~2.2 and several times cheaper than a fractional power on the CPU.
 def _lin(x: Tensor) -> Tensor:
     x = x.clamp(0.0, 1.0)
     return x * x
@@ -55,11 +54,6 @@ def _lin(x: Tensor) -> Tensor:
 
 def _enc(x: Tensor) -> Tensor:
     return x.clamp(0.0, 1.0).sqrt()
-
-
-def _luma(x: Tensor) -> Tensor:
-    w = x.new_tensor(_LUMA).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], like: Tensor, lo: float = 0.0, hi: float = 1.0) -> Tensor:
@@ -147,7 +141,7 @@ def _haze(vis: Tensor, ir: Tensor, s: Tensor, gen: torch.Generator) -> tuple[Ten
     lin = _lin(vis)
     # Airlight is ambient light scattered towards the camera, so it follows the illumination: a
     # bright veil by day, a dark one at night (mean linear luminance ~0.2 is a daylit scene).
-    ambient = (_luma(lin).mean(dim=(2, 3), keepdim=True) / 0.2).clamp(max=1.0)
+    ambient = (luminance(lin).mean(dim=(2, 3), keepdim=True) / 0.2).clamp(max=1.0)
     vis_d = _enc(lin * t + _lin(airlight.clamp(0.0, 1.0)) * ambient * (1.0 - t))
     t_ir = torch.exp(-IR_HAZE_RATIO * beta * depth)
     path = ir.mean(dim=(2, 3), keepdim=True)  # path radiance of air at ambient temperature
@@ -169,7 +163,7 @@ def _low_light(vis: Tensor, ir: Tensor, s: Tensor, gen: torch.Generator) -> tupl
     mix = (r[:, 1] < 0.75).to(vis.dtype).view(b, 1)
     direction = mix * warm + (1.0 - mix) * cool
     gains = torch.exp(0.5 * s.view(b, 1) * direction)
-    gains = gains / (gains * vis.new_tensor(_LUMA)).sum(1, keepdim=True)
+    gains = gains / (gains * vis.new_tensor(LUMA_WEIGHTS)).sum(1, keepdim=True)
     lin = _lin(vis) * gains.view(b, 3, 1, 1) * k
     # Poisson-Gaussian sensor noise in its heteroscedastic Gaussian form (Foi et al. 2008):
     # variance = signal / photons + read^2, exact in mean and variance, and ~20x cheaper than
@@ -209,12 +203,12 @@ def _overexposure(vis: Tensor, ir: Tensor, s: Tensor, gen: torch.Generator) -> t
     b, _, h, w = vis.shape
     r = _uniform(gen, (b, 2), vis)
     share = s * (OVEREXPOSURE_CLIP[0] + (OVEREXPOSURE_CLIP[1] - OVEREXPOSURE_CLIP[0]) * r[:, 0])
-    lin = _lin(vis) * _col(overexposure_gain(_luma(_lin(vis)), share))
+    lin = _lin(vis) * _col(overexposure_gain(luminance(_lin(vis)), share))
     # Lens bloom/veiling glare: light above ~the saturation point scatters in the optics with a
     # heavy-tailed PSF (sum of Gaussians). A clipped pixel's true radiance is unknown, so the excess
     # over 0.8 stands in for the energy that the sensor could not record.
-    excess = (_luma(lin) - 0.8).clamp(min=0.0)
-    source = lin / _luma(lin).clamp(min=1e-6) * excess
+    excess = (luminance(lin) - 0.8).clamp(min=0.0)
+    source = lin / luminance(lin).clamp(min=1e-6) * excess
     diag = math.hypot(h, w)
     bloom = sum(weight * smooth(source, frac * diag) for frac, weight in BLOOM_SIGMAS)
     strength = _col(s * (0.5 + 1.0 * r[:, 1]))
@@ -278,7 +272,7 @@ def _rain_one(vis: np.ndarray, ir: np.ndarray, s: float, rng: np.random.Generato
     streaks = rain_layer(h, w, s, rng)
     # Drops refract light from a wide field of view, so streaks are about as bright as the scene's
     # bright parts: dim at night, near white by day. Screen blending keeps the result in [0,1].
-    luma = vis @ np.asarray(_LUMA, np.float32)
+    luma = color.luma(vis)
     env = 0.35 + 0.65 * float(np.percentile(luma, 95))
     out = 1.0 - (1.0 - vis) * (1.0 - env * streaks[..., None])
     # Rain also veils the scene (spray, accumulated drops along the line of sight).

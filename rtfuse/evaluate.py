@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rtfuse.color import rgb_to_gray
 from rtfuse.errors import ParameterError, RtfuseError
-from rtfuse.imageio import IMAGE_SUFFIXES, list_images, pair_folders, read_image, rgb_to_gray, to_float01, write_image
+from rtfuse.imageio import IMAGE_SUFFIXES, list_images, pair_folders, read_image, save_figure, to_float01, write_image
 from rtfuse.metrics import DEFAULT_CONVENTION, compute_metrics, get_convention, resolve_names
+from rtfuse.video import list_videos, read_video
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 FuseFn = Callable[..., np.ndarray]
 
 
@@ -282,10 +283,7 @@ def plot_means(result: EvalResult, path: str | Path) -> None:
         ax.axis("off")
     fig.suptitle(f"mean per method ({result.convention} convention)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # ------------------------------------------------------------------------------ video
@@ -326,38 +324,6 @@ def temporal_flicker(fused: Iterable[np.ndarray], vis: Iterable[np.ndarray], ir:
     if steps == 0:
         raise RtfuseError("temporal flicker needs clips of at least 2 frames")
     return FlickerResult(excess / steps, change_f / steps, change_s / steps, frames)
-
-
-def read_video(path: str | Path, max_frames: int | None = None, every: int = 1) -> Iterator[np.ndarray]:
-    """Decoded frames as RGB uint8 (H,W,3): every ``every``-th frame, at most ``max_frames`` of them."""
-    import cv2
-
-    if every < 1:
-        raise RtfuseError(f"frame step must be >= 1, got {every}")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise RtfuseError(f"{path}: cannot open video")
-    try:
-        n = index = 0
-        while max_frames is None or n < max_frames:
-            if not cap.grab():
-                break
-            index += 1
-            if (index - 1) % every:
-                continue
-            ok, frame = cap.retrieve()
-            if not ok:
-                break
-            n += 1
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
-
-
-def list_videos(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise RtfuseError(f"{folder}: not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def is_video_dataset(data: str | Path) -> bool:

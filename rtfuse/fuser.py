@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from rtfuse.checkpoint import load_checkpoint
-from rtfuse.engine import BACKENDS, Engine, create_engine, model_sha256, require_tensorrt
-from rtfuse.errors import ParameterError, RtfuseError
-from rtfuse.imageio import check_same_hw, rgb_to_gray, to_float01
+from rtfuse.color import as_rgb, rgb_to_gray
+from rtfuse.engine import Engine, check_backend, create_engine, model_sha256
+from rtfuse.errors import RtfuseError
+from rtfuse.imageio import check_same_hw, to_float01
 from rtfuse.model import FusionNet, Plan, create_model
-from rtfuse.model.color import as_rgb
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,7 @@ class Fuser:
         engine: str | Path | None = None,
         checkpoint: str | Path | None = None,
     ):
-        if backend not in BACKENDS:
-            raise RtfuseError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        if backend == "tensorrt":
-            require_tensorrt(device)
-        if backend == "eager" and precision not in (None, "fp32"):
-            raise ParameterError(f"`backend` {backend!r} runs fp32, not `precision` {precision!r}; "
-                                 "choose `backend` 'compiled' or 'aoti' for bf16/fp16")
-        if engine is not None and backend not in ("aoti", "tensorrt"):
-            raise ParameterError(f"`engine` loads aoti/tensorrt artifacts; it does not apply to `backend` {backend!r}")
+        check_backend(backend, precision, device, engine)
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.trained = trained

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rtfuse.color import rgb_to_gray
 from rtfuse.errors import ParameterError, RtfuseError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -47,16 +48,14 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     buf.tofile(str(path))
 
 
-def rgb_to_gray(img: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma, the weights of MATLAB's rgb2gray, rounded for integer inputs."""
-    if img.ndim == 2:
-        return img
-    f = img[..., 0] * 0.298936021293775 + img[..., 1] * 0.587043074451121 + img[..., 2] * 0.114020904255103
-    if img.dtype == np.uint8:
-        return np.clip(np.round(f), 0, 255).astype(np.uint8)
-    if img.dtype == np.uint16:
-        return np.clip(np.round(f), 0, 65535).astype(np.uint16)
-    return f.astype(img.dtype)
+def save_figure(fig, path: str | Path, dpi: int) -> None:
+    """Write a matplotlib figure (parent folders are created) and release it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def agc_limits(img: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from rtfuse.calib import Calibration
 from rtfuse.capture import STREAMS, CaptureThread, FolderSource, Frame, Source, StreamEnd, open_source
+from rtfuse import defaults
 from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import check_same_size, pair_folders
 from rtfuse.profiling import Profiler, save_report
@@ -52,7 +53,7 @@ def engine_threads(cores: int | None = None) -> int:
     """Torch threads for the engine while two capture threads decode: all cores but one.
 
     On a 2-core machine an engine with two OpenMP threads waits at every parallel region for the
-    thread that a decoder pre-empted; one thread fuses faster there (aoti: 15.6-16.1 vs 13.3 FPS, README).
+    thread that a decoder pre-empted; one thread fuses faster there (aoti: 15.6-16.1 vs 13.3 FPS when measured).
     """
     return max(1, (cores or os.cpu_count() or 1) - 1)
 
@@ -63,7 +64,7 @@ def keep_freed_memory() -> bool:
     Every frame allocates and frees tensors of megabytes. By default glibc maps each such block
     separately and unmaps it on free; an unmap interrupts the cores that run the capture threads
     (TLB shootdown), and the next allocation page-faults its memory in again. Measured in the
-    `Fuser` call on 2 cores: 2 ms per frame outside the model, 0.07 ms with this (README).
+    `Fuser` call on 2 cores: 2 ms per frame outside the model, 0.07 ms with this (docs/pipeline.md).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -98,7 +99,7 @@ class PipelineConfig:
     resize: bool = False
     calib: str | None = None
     checkpoint: str | None = None
-    publish: str | None = "tcp://127.0.0.1:5555"
+    publish: str | None = defaults.ENDPOINT
     topic: str = "fused"
     encoding: str = "raw"
     jpeg_quality: int = 90

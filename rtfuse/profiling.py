@@ -170,6 +170,8 @@ def plot(report: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rtfuse.imageio import save_figure
+
     series = report["series"]
     fig, (ax_h, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5))
     g2g = series["glass_to_glass_ms"]
@@ -190,7 +192,4 @@ def plot(report: dict[str, Any], path: str | Path) -> None:
     ax_t.legend(loc="upper right")
     fig.suptitle(f"{report['frames']} frames, {report['fps']:.1f} FPS, drops {sum(report['drops'].values())}")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

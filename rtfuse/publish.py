@@ -25,12 +25,13 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from rtfuse import defaults
 from rtfuse.errors import ParameterError, RtfuseError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
-DEFAULT_TOPIC = "fused"
+DEFAULT_ENDPOINT = defaults.ENDPOINT
+DEFAULT_TOPIC = defaults.TOPIC
 SERVER_KEY = "server"
 CLIENT_KEY = "client"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}

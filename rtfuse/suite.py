@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from rtfuse.baselines import BASELINES
+from rtfuse.color import rgb_to_gray
 from rtfuse.datasplit import in_test_split
 from rtfuse.errors import RtfuseError
-from rtfuse.evaluate import FuseFn, list_videos, read_video
-from rtfuse.imageio import pair_folders, read_image, rgb_to_gray, write_image
+from rtfuse.evaluate import FuseFn
+from rtfuse.imageio import pair_folders, read_image, write_image
 from rtfuse.metrics import DEFAULT_CONVENTION, compute_metrics
 from rtfuse.sheet import grid, tile
+from rtfuse.video import list_videos, read_video
 
 SUITE_METRICS = ("Qabf", "VIF", "AG", "SD")  # what dominance is judged on: edges, information, detail, contrast
 OURS = "rtfuse"

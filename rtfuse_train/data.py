@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch, normalise_spec
+from rtfuse.color import as_rgb, luminance, rgb_to_gray
 from rtfuse.datasplit import split_fraction
+from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, class_targets, degrade_batch, normalise_spec
 from rtfuse.errors import RtfuseError
-from rtfuse.evaluate import read_video
-from rtfuse.imageio import check_same_size, pair_folders, read_image, rgb_to_gray
-from rtfuse.model.color import as_rgb, luminance
+from rtfuse.imageio import check_same_size, pair_folders, read_image
 from rtfuse.model.pkdm import stage_gates
+from rtfuse.video import read_video
 
 log = logging.getLogger(__name__)
 

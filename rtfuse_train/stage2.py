@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfuse.checkpoint import read_dagm, save_checkpoint
+from rtfuse.color import luminance
 from rtfuse.errors import RtfuseError
 from rtfuse.model import TASK_FUSION, TASK_RECON, FusionNet, get_config
 from rtfuse.model.fusionnet import fusion_base
-from rtfuse.model.color import luminance
 from rtfuse_train.data import DegradedPairs, SceneMix, SourcePair, load_sources, split_sources
 from rtfuse_train.losses import (
     LossWeights,

@@ -147,7 +147,7 @@ def test_source_that_recovers_keeps_streaming():
 def test_unknown_source_specs_are_refused(tmp_path: Path):
     with pytest.raises(RtfuseError, match="not a camera"):
         open_source(str(tmp_path / "missing.mp4"), "vis")
-    with pytest.raises(RtfuseError, match="both --vis and --ir"):
+    with pytest.raises(RtfuseError, match="both `vis` and `ir`"):
         open_source("synthetic", "vis")
     with pytest.raises(RtfuseError, match="no images"):
         open_source(str(tmp_path), "vis")

@@ -8,9 +8,10 @@ import torch
 
 from rtfuse import degrade
 from rtfuse.cli import main
+from rtfuse.color import rgb_to_gray
 from rtfuse.degrade import CLASSES, COMPOSITES, DEGRADATIONS, degrade_batch, degrade_pair, parse_spec
 from rtfuse.errors import RtfuseError
-from rtfuse.imageio import read_image, rgb_to_gray, to_float01
+from rtfuse.imageio import read_image, to_float01
 
 ALL_KINDS = [*DEGRADATIONS, *COMPOSITES]
 

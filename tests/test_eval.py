@@ -4,8 +4,8 @@ video flicker, and `--ours` (real files, real video encode/decode)."""
 from __future__ import annotations
 
 import csv
-import json
 import importlib.util
+import json
 import math
 import shutil
 from pathlib import Path
@@ -76,15 +76,17 @@ def test_laplacian_baseline_reconstructs_and_keeps_stronger_detail():
 
 
 def test_cli_choices_match_the_registries():
-    """The CLI lists them statically so that `rtfuse --help` does not import numba and OpenCV."""
+    """The CLI takes its choices from rtfuse.defaults so that `rtfuse --help` imports neither torch nor numba."""
+    from rtfuse import defaults
     from rtfuse.baselines import BASELINES
-    from rtfuse.cli.eval import BASELINE_NAMES, CONVENTION_NAMES, DEFAULT_CONVENTION
-    from rtfuse.metrics import CONVENTIONS
-    from rtfuse.metrics import DEFAULT_CONVENTION as LIBRARY_DEFAULT
+    from rtfuse.cli.eval import BASELINE_NAMES
+    from rtfuse.engine import BACKENDS, EXPORTABLE, PRECISIONS
+    from rtfuse.metrics import CONVENTIONS, DEFAULT_CONVENTION
 
-    assert CONVENTION_NAMES == tuple(CONVENTIONS)
-    assert DEFAULT_CONVENTION == LIBRARY_DEFAULT == "cddfuse"
+    assert defaults.METRIC_CONVENTIONS == tuple(CONVENTIONS)
+    assert defaults.METRIC_CONVENTION == DEFAULT_CONVENTION == "cddfuse"
     assert BASELINE_NAMES == tuple(BASELINES)
+    assert (BACKENDS, EXPORTABLE, tuple(PRECISIONS)) == (defaults.BACKENDS, defaults.EXPORTABLE_BACKENDS, defaults.PRECISIONS)
 
 
 def test_ranks_ties_and_nan():
@@ -131,7 +133,7 @@ def test_evaluate_folder_lists_bad_inputs_and_scores_the_rest(dataset: Path, tmp
 def test_evaluate_folder_refusals(dataset: Path):
     with pytest.raises(RtfuseError, match="nothing to score"):
         evaluate_folder(dataset)
-    with pytest.raises(RtfuseError, match="not to --fused folders"):
+    with pytest.raises(RtfuseError, match="not to `fused_dirs` fused elsewhere"):
         evaluate_folder(dataset, {"x": dataset / "fused"}, degrade="noise:0.5")
 
 
@@ -192,7 +194,7 @@ def _write_clip(path: Path, frames: list[np.ndarray]) -> None:
 
 
 def test_video_mode_flags_a_flickering_clip(shared_data: Path, tmp_path: Path, capsys):
-    from rtfuse.evaluate import read_video
+    from rtfuse.video import read_video
 
     m2vd = shared_data / "video" / "m2vd"
     data = tmp_path / "clips"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from rtfuse.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.degrade import degrade_pair
 from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser
 from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
-from rtfuse.model.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.model.config import MODEL_CONFIGS, FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
 from rtfuse.model.fusionnet import Down

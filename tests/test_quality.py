@@ -13,15 +13,16 @@ import pytest
 import torch
 
 from rtfuse.baselines import BASELINES, fuse_max, fuse_mean
-from rtfuse.evaluate import degrade_sources, read_video
+from rtfuse.color import as_rgb, rgb_to_gray
+from rtfuse.evaluate import degrade_sources
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
-from rtfuse.imageio import read_image, rgb_to_gray, write_image
+from rtfuse.imageio import read_image, write_image
 from rtfuse.model import create_model
-from rtfuse.model.color import as_rgb
 from rtfuse.model.evidence import DARK_RAMP, HAZE_RAMP, Evidence, measure, ramp
 from rtfuse.model.pkdm import STAGES, stage_gates
 from rtfuse.model.pyramid import laplacian_fusion, local_mean
 from rtfuse.suite import OURS, SuiteSet, dominates, score_set, suite_fusers
+from rtfuse.video import read_video
 
 CLEAN_DAYTIME = Path(__file__).parent / "data" / "clean_daytime.txt"
 MAX_CLEAN_CHANGE = 2.0  # grey levels: PKDM on a clean daytime frame is (nearly) the identity

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse import defaults
+
 
 def frame_size(text: str) -> tuple[int, int]:
     """Parse WxH (e.g. 640x480) into (width, height)."""
@@ -17,9 +19,9 @@ def frame_size(text: str) -> tuple[int, int]:
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """--backend/--precision/--engine/--device, shared by the commands that fuse."""
     g = p.add_argument_group("engine backend")
-    g.add_argument("--backend", choices=["eager", "compiled", "aoti", "tensorrt"], default="eager",
+    g.add_argument("--backend", choices=defaults.BACKENDS, default="eager",
                    help="eager (default), compiled (torch.compile), aoti (AOTInductor), tensorrt (NVIDIA GPU)")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="compiled backends: bf16 (CPU) or fp16 (GPU)")
+    g.add_argument("--precision", choices=defaults.PRECISIONS, help="compiled backends: bf16 (CPU) or fp16 (GPU)")
     g.add_argument("--engine", metavar="export/NAME", help="an artifact from `rtfuse export` (aoti/tensorrt)")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
 

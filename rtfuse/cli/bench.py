@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse import defaults
 from rtfuse.cli._args import frame_size
 
 HELP = "benchmark the inference backends side by side at several frame sizes"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", action="append", choices=["eager", "compiled", "aoti", "tensorrt"],
+    p.add_argument("--backend", action="append", choices=defaults.BACKENDS,
                    help="backend to include (repeatable; default: compiled, aoti and tensorrt where available)."
                         " Eager dense and eager sparse are always timed as the baselines")
     p.add_argument("--size", action="append", type=frame_size, metavar="WxH",
                    help="frame size (repeatable; default 320x256, 640x480, 1280x1024)")
-    p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--precision", action="append", choices=defaults.PRECISIONS,
                    help="precision of the compiled backends (repeatable; default fp32)")
     p.add_argument("--repeat", type=int, default=10, help="timed frames per engine (default 10)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the packaged weights)")

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse import defaults
+
 HELP = "detection node: subscribe to fused frames, run YOLO (extra 'detect'), republish detections as JSON"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+    parser.add_argument("--connect", default=defaults.ENDPOINT, metavar="ENDPOINT",
                         help="fused stream (default %(default)s)")
     parser.add_argument("--weights", required=True, help="YOLO weights .pt (local path) or model .yaml (random init)")
     parser.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
                         help="where detections go (default %(default)s)")
     parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--topic", default="fused", help="topic to subscribe to")
+    parser.add_argument("--device", default="cpu", help="where YOLO runs: cpu (default) or cuda")
+    parser.add_argument("--topic", default=defaults.TOPIC, help="topic of the fused frames to subscribe to (default %(default)s)")
     parser.add_argument("--keys", metavar="DIR", help="CURVE key folder (subscribing and publishing)")
     parser.add_argument("--insecure", action="store_true", help="allow a non-loopback --publish without encryption")
     parser.add_argument("--frames", type=int, help="exit after N frames")

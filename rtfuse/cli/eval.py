@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtfuse import defaults
+
 # evaluate_folder's parameters that no single option of this command spells
 PARAMETER_OPTIONS = {"fused_dirs": "--fused NAME=DIR", "fusers": "--ours or --baseline"}
 HELP = "score fused outputs against their IR/visible sources (EN, SD, SF, AG, MI, VIF, Qabf, SSIM, SCD, CC, PSNR)"
 
-CONVENTION_NAMES = ("cddfuse", "matlab", "matlab-uint8")
-DEFAULT_CONVENTION = "cddfuse"  # rtfuse.metrics.DEFAULT_CONVENTION (the CLI does not import the metrics to parse)
 BASELINE_NAMES = ("max", "mean", "laplacian")
 
 
@@ -37,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true", help="all classical baselines: max, mean, laplacian")
     p.add_argument("--degrade", metavar="KIND:SEVERITY[,...]",
                    help="robustness mode: degrade the inputs of --ours/--baseline, score against the clean sources")
-    p.add_argument("--convention", choices=CONVENTION_NAMES, default=DEFAULT_CONVENTION,
+    p.add_argument("--convention", choices=defaults.METRIC_CONVENTIONS, default=defaults.METRIC_CONVENTION,
                    help="metric convention (default: cddfuse, whose Qabf has no equal-strength quirk; "
                         "matlab reproduces the published TNO table, quirks included)")
     p.add_argument("--metrics", help="comma-separated subset, e.g. MI,VIF,Qabf (default: all)")

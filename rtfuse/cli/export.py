@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse import defaults
+
 HELP = "export a compiled engine (aoti or tensorrt) for one frame size, with a JSON sidecar"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", required=True, choices=["aoti", "tensorrt"])
+    p.add_argument("--backend", required=True, choices=defaults.EXPORTABLE_BACKENDS)
     p.add_argument("--height", type=int, required=True)
     p.add_argument("--width", type=int, required=True)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--precision", choices=defaults.PRECISIONS,
                    help="default: fp32 for aoti, fp16 for tensorrt; bf16 is the CPU option, fp16 the GPU one")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda for tensorrt, else cpu)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the packaged weights)")

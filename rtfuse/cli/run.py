@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rtfuse import defaults
+
 from rtfuse.cli._args import add_engine_arguments, engine_options, frame_size
 
 HELP = "run the fusion pipeline: capture, sync, fuse, publish/record, profile (synthetic scene by default)"
@@ -42,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="torch threads for the engine (default: one fewer than the CPU cores, at least 1; "
                           "the capture threads decode on the core left)")
     out = parser.add_argument_group("outputs")
-    out.add_argument("--publish", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+    out.add_argument("--publish", default=defaults.ENDPOINT, metavar="ENDPOINT",
                      help="ZeroMQ endpoint to bind (default %(default)s)")
     out.add_argument("--no-publish", action="store_true", help="do not publish")
     out.add_argument("--topic", default="fused")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from rtfuse import defaults
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,7 +14,7 @@ HELP = "subscribe to a published stream: print one line per frame, or show it in
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", help="default %(default)s")
+    parser.add_argument("--connect", default=defaults.ENDPOINT, metavar="ENDPOINT", help="default %(default)s")
     parser.add_argument("--topic", default="fused")
     parser.add_argument("--keys", metavar="DIR",
                         help="folder with the publisher's server.key and this client's key pair")

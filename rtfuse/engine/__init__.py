@@ -10,6 +10,7 @@ from rtfuse.engine.backends import (
     EagerEngine,
     Engine,
     TensorRTEngine,
+    check_backend,
     create_engine,
     export_engine,
     load_engine,
@@ -20,7 +21,7 @@ from rtfuse.engine.fold import FoldedDGME, FoldedNet, dense_plan, embed_kernel, 
 
 __all__ = [
     "AOTIEngine", "BACKENDS", "CompiledEngine", "EXPORTABLE", "EagerEngine", "Engine", "FoldedDGME", "FoldedNet",
-    "PRECISIONS", "Sidecar", "TensorRTEngine", "artifact_paths", "create_engine", "dense_plan", "embed_kernel",
+    "PRECISIONS", "Sidecar", "TensorRTEngine", "artifact_paths", "check_backend", "create_engine", "dense_plan", "embed_kernel",
     "export_engine", "fold", "folded_weights", "load_engine", "model_sha256", "plan_tensors", "refold",
     "require_tensorrt", "state_dict_sha256", "tensorrt_missing",
 ]

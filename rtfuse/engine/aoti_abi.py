@@ -3,7 +3,7 @@
 torch's Python binding of a package (``torch._inductor.aoti_load_package``) keeps the GIL for
 the whole run: while a CPU frame is in the engine (25-35 ms) no other Python thread of the
 process moves, so the capture threads decode the next pair only after it, in series with the
-engine (README, "The GIL and the aoti engine"). The library inside the package exports a C ABI
+engine (docs/engines.md, "The GIL and the aoti engine"). The library inside the package exports a C ABI
 (``torch/csrc/inductor/aoti_runtime/interface.h``); a ctypes call releases the GIL like any
 foreign call, so capture, planning and publishing overlap the engine.
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from rtfuse import defaults
 from rtfuse.engine.aoti_abi import load_aoti_model
 from rtfuse.engine.artifact import VERSION, Sidecar, artifact_paths
 from rtfuse.engine.fold import FoldedNet, dense_plan, fold, plan_tensors, refold
@@ -24,9 +25,9 @@ from rtfuse.model import FusionNet, Plan
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("eager", "compiled", "aoti", "tensorrt")
-EXPORTABLE = ("aoti", "tensorrt")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BACKENDS = defaults.BACKENDS
+EXPORTABLE = defaults.EXPORTABLE_BACKENDS
+PRECISIONS = dict(zip(defaults.PRECISIONS, (torch.float32, torch.bfloat16, torch.float16)))
 
 
 def inductor_options(device: str) -> dict[str, bool]:
@@ -35,14 +36,14 @@ def inductor_options(device: str) -> dict[str, bool]:
     On CPU, Inductor's layout optimisation stores every convolution input channels-last, the
     3-channel full-resolution images included, and the element-wise PKDM and output passes over
     them then compile to scalar loops with stride-3 loads. Off, those passes are vectorised and
-    the network is 10-15% faster (README, inference engines). GPUs keep the default.
+    the network is 10-15% faster (docs/engines.md). GPUs keep the default.
     """
     return {"layout_optimization": False} if torch.device(device).type == "cpu" else {}
 
 
 def check_precision(precision: str, device: str) -> torch.dtype:
     if precision not in PRECISIONS:
-        raise RtfuseError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        raise ParameterError(f"unknown `precision` {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "fp16" and not device.startswith("cuda"):
         raise ParameterError("`precision` fp16 is for GPUs; on the CPU use `precision` bf16 (or fp32)")
     return PRECISIONS[precision]
@@ -64,6 +65,21 @@ def require_tensorrt(device: str) -> None:
     missing = tensorrt_missing(device)
     if missing:
         raise ParameterError("`backend` tensorrt is unavailable here: it needs " + " and ".join(missing))
+
+
+def check_backend(backend: str, precision: str | None = None, device: str = "cpu", artifact: str | Path | None = None) -> None:
+    """Refuse an engine set-up that cannot work, before anything is built (the one place that knows)."""
+    if backend not in BACKENDS:
+        raise ParameterError(f"unknown `backend` {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "tensorrt":
+        require_tensorrt(device)
+    if backend == "eager" and precision not in (None, "fp32"):
+        raise ParameterError(f"`backend` eager runs fp32, not `precision` {precision}; "
+                             "choose `backend` compiled or aoti for bf16/fp16")
+    if precision is not None:
+        check_precision(precision, device)
+    if artifact is not None and backend not in EXPORTABLE:
+        raise ParameterError(f"`engine` loads {'/'.join(EXPORTABLE)} artifacts; it does not apply to `backend` {backend}")
 
 
 class Engine:
@@ -320,16 +336,11 @@ def create_engine(
     Exported backends load ``artifact`` when given, else build one into ``cache_dir()`` the first
     time this model/size/precision/torch is asked for and reuse it afterwards.
     """
-    if backend not in BACKENDS:
-        raise RtfuseError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_backend(backend, precision, device, artifact)
     if backend == "eager":
-        if precision not in (None, "fp32"):
-            raise RtfuseError("the eager backend runs fp32; use compiled or aoti for bf16/fp16")
         return EagerEngine(model, plan, device)
     if backend == "compiled":
         return CompiledEngine(model, plan, device, precision or "fp32")
-    if backend == "tensorrt":
-        require_tensorrt(device)
     if artifact is None:
         prec = precision or ("fp16" if backend == "tensorrt" else "fp32")
         tag = f"{backend}-v{VERSION}-{model_hash[:16]}-{width}x{height}-{prec}-{device}-torch{torch.__version__}"

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtfuse.color import luminance, replace_luminance
 from rtfuse.errors import RtfuseError
 from rtfuse.model import DGME, FusionNet, LayerPlan, Plan
-from rtfuse.model.color import luminance, replace_luminance
-from rtfuse.model.fusionnet import _pad_to_multiple, fused_luminance
+from rtfuse.model.fusionnet import _pad_to_multiple, decode, encode, fused_luminance
 
 
 def kernel_span(kernels: tuple[tuple[int, int, int], ...]) -> int:
@@ -89,19 +89,16 @@ def folded_weights(layer: DGME, plan: LayerPlan, slots: int, span: int) -> dict[
 
 
 class _Encoder(nn.Module):
+    """A branch's stem, folded levels and downsamplings, walked by ``fusionnet.encode``."""
+
     def __init__(self, stem: nn.Module, levels: list[FoldedDGME], downs: nn.ModuleList):
         super().__init__()
         self.stem, self.levels, self.downs = stem, nn.ModuleList(levels), downs
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for lvl, layer in enumerate(self.levels):
-            x = layer(x)
-            feats.append(x)
-            if lvl < len(self.downs):
-                x = self.downs[lvl](x)
-        return feats
+
+def _static(index: int, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A folded block carries its plan in its weights: no routing."""
+    return layer(x)
 
 
 class FoldedNet(nn.Module):
@@ -144,14 +141,9 @@ class FoldedNet(nn.Module):
         vis, ir = vis.to(dtype), ir.to(dtype)
         h, w = vis.shape[-2:]
         vis_e, ir_e = self.pkdm(vis, ir, self.blend.expand(vis.shape[0], -1))
-        vis_feats = self.vis_enc(_pad_to_multiple(vis_e, self.multiple))
-        ir_feats = self.ir_enc(_pad_to_multiple(ir_e, self.multiple))
-        skips = [torch.cat((v, i), 1) for v, i in zip(vis_feats, ir_feats)]
-        y = skips[-1]
-        for j, layer in enumerate(self.decoder):
-            if j > 0:
-                y = self.ups[j - 1](y) + skips[len(skips) - 1 - j]
-            y = layer(y)
+        vis_feats = encode(self.vis_enc, _pad_to_multiple(vis_e, self.multiple), _static, 0)
+        ir_feats = encode(self.ir_enc, _pad_to_multiple(ir_e, self.multiple), _static, 0)
+        y = decode([torch.cat((v, i), 1) for v, i in zip(vis_feats, ir_feats)], self.decoder, self.ups, _static, 0)
         fused_y = fused_luminance(self.cfg, luminance(vis_e), ir_e, self.head(y)[..., :h, :w])
         return replace_luminance(vis, fused_y).clamp(0.0, 1.0).float()
 

@@ -12,13 +12,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from rtfuse import defaults
 from rtfuse.errors import RtfuseError
 from rtfuse.metrics.conventions import CONVENTIONS, METRIC_NAMES, Convention
 
 __all__ = ["CONVENTIONS", "DEFAULT_CONVENTION", "METRIC_NAMES", "Convention", "compute_metrics", "get_convention",
            "resolve_names"]
 
-DEFAULT_CONVENTION = "cddfuse"  # decisions and comparisons; "matlab" only to reproduce published tables
+DEFAULT_CONVENTION = defaults.METRIC_CONVENTION
 
 
 def get_convention(name: str) -> Convention:

@@ -90,8 +90,7 @@ def qabf_sums(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float
 @numba.njit(cache=True, nogil=True)
 def vif_sums(s1: np.ndarray, s2: np.ndarray, s12: np.ndarray, eps: float, sigma_nsq: float) -> tuple[float, float]:
     """vifp_mscale.m's per-pixel gain/noise clean-up and its two log10 sums, for one scale."""
-    num = 0.0
-    den = 0.0
+    num = den = 0.0
     h, w = s1.shape
     for i in range(h):
         for j in range(w):
@@ -134,9 +133,9 @@ def mef_ssim_sum(
     h, w = q11.shape
     for i in range(h):
         for j in range(w):
+            a12 = q12[i, j]
             a11 = max(q11[i, j], 0.0)
             a22 = max(q22[i, j], 0.0)
-            a12 = q12[i, j]
             ed1 = math.sqrt(a11) + 0.001
             ed2 = math.sqrt(a22) + 0.001
             num = math.sqrt(max(a11 + a22 + 2.0 * a12, 0.0))

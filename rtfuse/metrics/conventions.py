@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from rtfuse.imageio import rgb_to_gray
+from rtfuse.color import MATLAB_LUMA_WEIGHTS, luma, rgb_to_gray
 from rtfuse.metrics.correlation import correlation_coefficient, psnr, scd
 from rtfuse.metrics.information import entropy, mutual_information
 from rtfuse.metrics.qabf import qabf
@@ -32,12 +32,16 @@ def _quantise(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+def _matlab_gray(img: np.ndarray) -> np.ndarray:
+    """MATLAB's ``rgb2gray`` (its rounding of BT.601), as the published table's code converted."""
+    return rgb_to_gray(img, MATLAB_LUMA_WEIGHTS)
+
+
 def _cv2_gray(img: np.ndarray) -> np.ndarray:
     """``np.round(cv2.cvtColor(float BGR, BGR2GRAY))`` of the Python evaluator, from RGB."""
     if img.ndim == 2:
         return img
-    f = img.astype(np.float64)
-    return np.round(0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2])
+    return np.round(luma(img.astype(np.float64)))
 
 
 def _on_uint8(fn: Callable[..., float]) -> MetricFn:
@@ -55,57 +59,53 @@ class Convention:
     metrics: dict[str, MetricFn]
 
 
-MATLAB = Convention(
-    name="matlab",
-    description="MATLAB code behind the published TNO table (Linfeng-Tang/Image-Fusion), quirks kept",
-    to_gray=rgb_to_gray,
-    metrics={
-        "EN": lambda a, b, f: entropy(_quantise(f)),
-        "SD": lambda a, b, f: standard_deviation(f),
-        "SF": lambda a, b, f: spatial_frequency(f),
-        "AG": lambda a, b, f: average_gradient(f, matlab_divisor=True),
-        "MI": _on_uint8(partial(mutual_information, base=2.0, merge_top_bin=True)),
-        "VIF": vif,
-        # analysis_Reference.m passes im2double images (0..1) to Qabf; the scale matters
-        # through the equal-strength quirk kept in qabf().
-        "Qabf": lambda a, b, f: qabf(a / 255.0, b / 255.0, f / 255.0),
-        "SSIM": mef_ssim,
-        "SCD": scd,
-        "CC": partial(correlation_coefficient, matlab_quirk=True),
-        # PSNR_evaluation.m divides im2double images by 255 again yet keeps peak 255: the
-        # published PSNR is the usual one plus 20 log10(255) = 48.13 dB.
-        "PSNR": partial(psnr, peak=255.0 * 255.0),
-    },
-)
+# The metrics that both reference implementations compute alike.
+_COMMON: dict[str, MetricFn] = {
+    "EN": lambda a, b, f: entropy(_quantise(f)),
+    "SD": lambda a, b, f: standard_deviation(f),
+    "SF": lambda a, b, f: spatial_frequency(f),
+    "VIF": vif,
+    "SCD": scd,
+}
 
-CDDFUSE = Convention(
-    name="cddfuse",
-    description="Python evaluator of MMIF-CDDFuse (utils/Evaluator.py), reused by most deep-learning papers",
-    to_gray=_cv2_gray,
-    metrics={
-        "EN": lambda a, b, f: entropy(_quantise(f)),
-        "SD": lambda a, b, f: standard_deviation(f),
-        "SF": lambda a, b, f: spatial_frequency(f),
-        "AG": lambda a, b, f: average_gradient(f, matlab_divisor=False),
-        "MI": _on_uint8(partial(mutual_information, base=np.e, merge_top_bin=False)),
-        "VIF": vif,
-        "Qabf": qabf,
-        "SSIM": partial(ssim_sum, data_range=2.0),
-        "SCD": scd,
-        "CC": partial(correlation_coefficient, matlab_quirk=False),
-        "PSNR": lambda a, b, f: psnr(a, b, f, peak=float(np.max(f))),
-    },
-)
+_MATLAB: dict[str, MetricFn] = {
+    **_COMMON,
+    "AG": lambda a, b, f: average_gradient(f, matlab_divisor=True),
+    "MI": _on_uint8(partial(mutual_information, base=2.0, merge_top_bin=True)),
+    # analysis_Reference.m passes im2double images (0..1) to Qabf; the scale matters
+    # through the equal-strength quirk kept in qabf().
+    "Qabf": lambda a, b, f: qabf(a / 255.0, b / 255.0, f / 255.0),
+    "SSIM": mef_ssim,
+    "CC": partial(correlation_coefficient, matlab_quirk=True),
+    # PSNR_evaluation.m divides im2double images by 255 again yet keeps peak 255: the
+    # published PSNR is the usual one plus 20 log10(255) = 48.13 dB.
+    "PSNR": partial(psnr, peak=255.0 * 255.0),
+}
 
-MATLAB_UINT8 = Convention(
-    name="matlab-uint8",
-    description="matlab, plus the saturating uint8 arithmetic that SD and VIF hit in the published TNO table",
-    to_gray=rgb_to_gray,
-    metrics={
-        **MATLAB.metrics,
-        "SD": lambda a, b, f: standard_deviation(f, uint8_arithmetic=True),
-        "VIF": partial(vif, uint8_products=True),
-    },
-)
-
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (CDDFUSE, MATLAB, MATLAB_UINT8)}
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
+    Convention(
+        "cddfuse", "Python evaluator of MMIF-CDDFuse (utils/Evaluator.py), reused by most deep-learning papers",
+        _cv2_gray,
+        {
+            **_COMMON,
+            "Qabf": qabf,
+            "AG": lambda a, b, f: average_gradient(f, matlab_divisor=False),
+            "MI": _on_uint8(partial(mutual_information, base=np.e, merge_top_bin=False)),
+            "SSIM": partial(ssim_sum, data_range=2.0),
+            "CC": partial(correlation_coefficient, matlab_quirk=False),
+            "PSNR": lambda a, b, f: psnr(a, b, f, peak=float(np.max(f))),
+        },
+    ),
+    Convention("matlab", "MATLAB code behind the published TNO table (Linfeng-Tang/Image-Fusion), quirks kept",
+               _matlab_gray, _MATLAB),
+    Convention(
+        "matlab-uint8",
+        "matlab, plus the saturating uint8 arithmetic that SD and VIF hit in the published TNO table",
+        _matlab_gray,
+        {
+            **_MATLAB,
+            "SD": lambda a, b, f: standard_deviation(f, uint8_arithmetic=True),
+            "VIF": partial(vif, uint8_products=True),
+        },
+    ),
+)}

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtfuse.color import as_rgb, luminance
 from rtfuse.errors import RtfuseError
-from rtfuse.model.color import as_rgb, luminance
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.pkdm import laplacian
 
@@ -141,8 +141,8 @@ class ClipEncoder(nn.Module):
     def __init__(self, cfg: FusionConfig, vision_overrides: dict | None = None):
         super().__init__()
         import open_clip  # noqa: F401  (registers model configs)
-        from open_clip.model import CLIPVisionCfg, _build_vision_tower
         from open_clip.factory import get_model_config
+        from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
         model_cfg = get_model_config(cfg.clip_model)
         if model_cfg is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rtfuse.model.color import LUMA_WEIGHTS
+from rtfuse.color import luma
 
 WORK_SHORT_SIDE = 256
 # (statistic at gate 0, statistic at gate 1) of each ramp; the low-light ramp falls with brightness.
@@ -45,10 +45,6 @@ def working_frame(img: np.ndarray, short_side: int = WORK_SHORT_SIDE) -> np.ndar
     return np.clip(x, 0.0, 1.0)
 
 
-def _luma(x: np.ndarray) -> np.ndarray:
-    return x @ np.asarray(LUMA_WEIGHTS, np.float32)
-
-
 def haze_veil(x: np.ndarray, patch_frac: float = 0.04) -> float:
     """The veil ``1 - t`` of the scattering model ``I = J t + A (1 - t)``, relative to the airlight.
 
@@ -60,14 +56,14 @@ def haze_veil(x: np.ndarray, patch_frac: float = 0.04) -> float:
     """
     k = max(3, int(round(patch_frac * min(x.shape[:2]))) | 1)
     dark = cv2.erode(x.min(axis=2), cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    airlight = float(np.percentile(_luma(x), 99.5))
+    airlight = float(np.percentile(luma(x), 99.5))
     return float(np.percentile(dark, 10)) / max(airlight, 0.05)
 
 
 def brightness(x: np.ndarray) -> float:
     """95th percentile of luminance: a lit scene always has surfaces near the top of the range; low
     light scales them down. The percentile ignores lamps and headlights, which stay saturated."""
-    return float(np.percentile(_luma(x), 95))
+    return float(np.percentile(luma(x), 95))
 
 
 def rain_streaks(x: np.ndarray, width: int = 5, length: int = 9, tiles: int = 4) -> float:
@@ -79,7 +75,7 @@ def rain_streaks(x: np.ndarray, width: int = 5, length: int = 9, tiles: int = 4)
     of the two responses is taken, per tile of a grid, and its median: rain falls everywhere,
     poles and trunks cluster.
     """
-    y = _luma(x)
+    y = luma(x)
     across = cv2.getStructuringElement(cv2.MORPH_RECT, (width, 1))
     along = cv2.getStructuringElement(cv2.MORPH_RECT, (1, width))
     vertical = cv2.blur(y - cv2.morphologyEx(y, cv2.MORPH_OPEN, across), (1, length))

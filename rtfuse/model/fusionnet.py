@@ -7,17 +7,18 @@ levels 0..L-1, decoder levels L-1..0.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtfuse.model.evidence import measure
-from rtfuse.model.color import as_rgb, luminance, replace_luminance
+from rtfuse.color import as_rgb, luminance, replace_luminance
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.dagm import DAGM, Degradation
 from rtfuse.model.dgme import DGME, GateOutput
+from rtfuse.model.evidence import measure
 from rtfuse.model.pkdm import PKDM
 from rtfuse.model.pyramid import laplacian_fusion
 
@@ -79,6 +80,36 @@ def fusion_base(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor) -> tor
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """The fusion head's residual ``head`` added to its base, clamped to 0..1."""
     return (fusion_base(cfg, vis_y, ir) + head).clamp(0.0, 1.0)
+
+
+LayerFn = Callable[[int, nn.Module, torch.Tensor], torch.Tensor]
+
+
+def encode(branch: nn.Module, x: torch.Tensor, apply: LayerFn, first: int) -> list[torch.Tensor]:
+    """The U-Net walk down one branch (``stem``, ``levels``, ``downs``): the features of each level.
+
+    ``apply(index, layer, x)`` runs DGME layer number ``index`` (plan order: visible levels,
+    infrared levels, decoder), so that the eager model (routing by gates or by a plan) and the
+    folded engine (static blocks) walk the same network.
+    """
+    x = branch.stem(x)
+    feats = []
+    for lvl, layer in enumerate(branch.levels):
+        x = apply(first + lvl, layer, x)
+        feats.append(x)
+        if lvl < len(branch.levels) - 1:
+            x = branch.downs[lvl](x)
+    return feats
+
+
+def decode(skips: list[torch.Tensor], decoder: nn.ModuleList, ups: nn.ModuleList, apply: LayerFn, first: int) -> torch.Tensor:
+    """The U-Net walk up: from the deepest fused features, each level upsampled plus its skip."""
+    y = skips[-1]
+    for j, layer in enumerate(decoder):
+        if j > 0:
+            y = ups[j - 1](y) + skips[len(skips) - 1 - j]
+        y = apply(first + j, layer, y)
+    return y
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -242,7 +273,7 @@ class FusionNet(nn.Module):
 
         if plan is not None:
             blend_w = vis.new_tensor(plan.blend).expand(vis.shape[0], -1)
-            route = lambda layer, x, i: layer.forward_plan(x, plan.layers[i].experts, plan.layers[i].weights)  # noqa: E731
+            route = lambda i, layer, x: layer.forward_plan(x, plan.layers[i].experts, plan.layers[i].weights)  # noqa: E731
             gates_by_task: dict[int, list[GateOutput]] = {}
         else:
             if d_deg is None:
@@ -258,33 +289,16 @@ class FusionNet(nn.Module):
         m = self.cfg.multiple
         vis_p, ir_p = _pad_to_multiple(vis_e, m), _pad_to_multiple(ir_e, m)
 
-        def run(i: int, layer: DGME, x: torch.Tensor, task: int) -> torch.Tensor:
+        def runner(task: int) -> LayerFn:
             if plan is not None:
-                return route(layer, x, i)
-            return layer(x, gates_by_task[task][i].gates)
+                return route
+            return lambda i, layer, x: layer(x, gates_by_task[task][i].gates)
 
         n = len(self.cfg.channels)
-        skips = []
-        for b, (branch, x) in enumerate(((self.vis_branch, vis_p), (self.ir_branch, ir_p))):
-            x = branch.stem(x)
-            feats = []
-            for lvl, layer in enumerate(branch.levels):
-                x = run(b * n + lvl, layer, x, TASK_FUSION)
-                feats.append(x)
-                if lvl < n - 1:
-                    x = branch.downs[lvl](x)
-            skips.append(feats)
-        fused_skips = [torch.cat((v, i), 1) for v, i in zip(*skips)]
-
-        def decode(task: int) -> torch.Tensor:
-            y = fused_skips[-1]
-            for j, layer in enumerate(self.decoder):
-                if j > 0:
-                    y = self.ups[j - 1](y) + fused_skips[n - 1 - j]
-                y = run(2 * n + j, layer, y, task)
-            return y
-
-        y = decode(TASK_FUSION)
+        fusion = runner(TASK_FUSION)
+        vis_feats, ir_feats = encode(self.vis_branch, vis_p, fusion, 0), encode(self.ir_branch, ir_p, fusion, n)
+        fused_skips = [torch.cat((v, i), 1) for v, i in zip(vis_feats, ir_feats)]
+        y = decode(fused_skips, self.decoder, self.ups, fusion, 2 * n)
         fused_y = fused_luminance(self.cfg, luminance(vis_e), ir_e, self.fused_head(y)[..., :h, :w])
         if gray_input:
             fused = fused_y
@@ -293,7 +307,7 @@ class FusionNet(nn.Module):
 
         out = FusionOutput(fused, fused_y, vis_e, ir_e, gates=gates_by_task)
         if reconstruct:
-            y_rec = decode(TASK_RECON) if plan is None else y
+            y_rec = decode(fused_skips, self.decoder, self.ups, runner(TASK_RECON), 2 * n) if plan is None else y
             out.recon_vis = (vis_e + self.recon_vis_head(y_rec)[..., :h, :w]).clamp(0.0, 1.0)
             out.recon_ir = (ir_e + self.recon_ir_head(y_rec)[..., :h, :w]).clamp(0.0, 1.0)
         return out

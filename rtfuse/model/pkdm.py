@@ -2,7 +2,7 @@
 
 Each visible stage predicts its physical parameters at reduced resolution (cheap) and applies
 them at full resolution. Stages blend with their input as ``in + w * (enh - in)`` with a
-strength ``w`` that follows the clip's degradation vector (see README, deviations).
+strength ``w`` that follows the clip's degradation vector (docs/deviations.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtfuse.model.color import luminance
+from rtfuse.color import luminance
 from rtfuse.model.config import FusionConfig
 
 STAGES = ("dehaze", "lowlight", "derain")
@@ -74,7 +74,7 @@ def upsample_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     For whole-number factors it is written as three shifted taps per axis, rows last: compilers
     turn that into contiguous, vectorised loops, where the generic gather-based resize they
-    generate is several times slower at full resolution (README, "Written for the compiler").
+    generate is several times slower at full resolution (docs/engines.md, "Written for the compiler").
     """
     (h, w), (sh, sw) = x.shape[-2:], size
     if sh % h or sw % w:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
+from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments, add_training_arguments
 from rtfuse_train.data import NIGHT_LABELS, SceneMix
 
 HELP = "stage 1: train DAGM to recognise degradations (6 classes + severity) and write a FusionNet checkpoint"
@@ -30,23 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--clip-weights", metavar="FILE",
                        help="pretrained open_clip weights (local file; an open_clip tag downloads)")
     model.add_argument("--clip-model", default="ViT-B-32")
-    train = parser.add_argument_group("training")
-    train.add_argument("--out", type=Path, required=True, help="FusionNet checkpoint to write")
-    train.add_argument("--run-dir", type=Path, help="training state and CSV logs (default OUT_run/ beside OUT)")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64, help="global batch over all processes")
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train = add_training_arguments(parser, batch_size=64, weight_decay=1e-4)
     train.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    train.add_argument("--warmup-steps", type=int, default=50)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default 1)")
     train.add_argument("--batchnorm", choices=("batch", "sync", "frozen"), default="batch",
                        help="batch statistics per process, synchronised (GPUs), or frozen (eval mode)")
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir after its last epoch")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rtfuse.model.config import FUSION_BASES
 from rtfuse_train.stage2 import TARGETS
-from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments
+from rtfuse_train.cli._sources import add_scene_arguments, add_source_arguments, add_training_arguments
 
 HELP = "stage 2: train the fusion network (PKDM + DGME U-Net) on degraded pairs with clean references"
 
@@ -35,20 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "or their fusion by the model's base (the head then learns to undo degradations)")
     for name, default in (("pix", 1.0), ("grad", 1.0), ("recon", 0.5), ("pkdm", 0.5), ("aux", 0.01), ("ssim", 0.0), ("qabf", 0.0)):
         loss.add_argument(f"--w-{name}", type=float, default=default, help=f"weight of L_{name} (default {default})")
-    train = parser.add_argument_group("training")
-    train.add_argument("--out", type=Path, required=True, help="FusionNet checkpoint to write")
-    train.add_argument("--run-dir", type=Path, help="training state and CSV logs (default OUT_run/ beside OUT)")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=16, help="global batch over all processes")
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--warmup-steps", type=int, default=50)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=1)
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--eval-every", type=int, default=1)
-    train.add_argument("--resume", action="store_true")
-    train.add_argument("--no-progress", action="store_true")
+    add_training_arguments(parser, batch_size=16, weight_decay=0.0)
 
 
 def run(args: argparse.Namespace) -> int:
