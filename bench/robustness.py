@@ -27,6 +27,7 @@ from rtfuse.baselines import BASELINES
 from rtfuse.evaluate import degrade_sources, evaluate_folder, summarise
 from rtfuse.fuser import Fuser
 from rtfuse.imageio import pair_folders, read_image, write_image
+from rtfuse_train import experiments  # noqa: F401  (experiments' checkpoints load here too)
 
 CELLS = [f"{kind}:{sev}" for kind in ("haze", "low_light", "overexposure") for sev in (0.3, 0.6, 0.9)] + [
     f"haze:{sev},low_light:{sev}" for sev in (0.3, 0.6, 0.9)

@@ -45,19 +45,19 @@ def visible_errors(fuser: Fuser, vis: np.ndarray, ir: np.ndarray, cell: str, nam
              for stage in (pkdm.dehaze, pkdm.lowlight, pkdm.derain)]
     try:
         with torch.inference_mode():
-            pkdm(v3, i, v3.new_tensor([plan.blend]))
+            pkdm(v3, i, v3.new_tensor([plan.stage_strengths]))
     finally:
         for hook in hooks:
             hook.remove()
     errors = {"input": float((v3 - clean).abs().mean())}
-    for stage, (before, after), strength in zip(STAGES, seen, plan.blend):
+    for stage, (before, after), strength in zip(STAGES, seen, plan.stage_strengths):
         enhanced = blend(before, after, torch.tensor([strength]))  # after the loop: PKDM's output
         errors[stage] = float((enhanced - clean).abs().mean())
     enhanced = enhanced.clamp(0.0, 1.0)
     clean_chroma = rgb_to_ycbcr(clean)[:, 1:]
     chroma = {name: float((rgb_to_ycbcr(img)[:, 1:] - clean_chroma).abs().mean())
               for name, img in (("input", v3), ("pkdm", enhanced))}
-    return {"mae": errors, "chroma": chroma, "label": plan.label, "blend": plan.blend}
+    return {"mae": errors, "chroma": chroma, "label": plan.label, "blend": plan.stage_strengths}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ from rtfuse.checkpoint import read_dagm, save_checkpoint
 from rtfuse.color import luminance
 from rtfuse.errors import RtfuseError
 from rtfuse.model import TASK_FUSION, TASK_RECON, FusionNet, get_config
-from rtfuse.model.fusionnet import fusion_base
+from rtfuse.model.bases import get_base
+from rtfuse_train import experiments  # noqa: F401  (registers the experiments: training can run them)
 from rtfuse_train.data import DegradedPairs, SceneMix, SourcePair, load_sources, split_sources
 from rtfuse_train.losses import (
     LossWeights,
@@ -71,7 +72,7 @@ def loss_terms(model: FusionNet, out, batch: dict, target: str = "max") -> dict[
     vis_y = luminance(clean_vis)
     if target == "base":
         with torch.no_grad():
-            fused_clean = fusion_base(model.cfg, vis_y, clean_ir).clamp(0.0, 1.0)  # what an output can be
+            fused_clean = get_base(model.cfg.base).start(vis_y, clean_ir).clamp(0.0, 1.0)  # what an output can be
         pix, grad = target_losses(out.fused_y, fused_clean)
     else:
         pix, grad = intensity_loss(out.fused_y, vis_y, clean_ir), gradient_loss(out.fused_y, vis_y, clean_ir)

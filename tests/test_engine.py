@@ -133,7 +133,7 @@ def test_layer_with_fewer_experts_folds_with_empty_slots(model, crops, plans):
     """A softmax weight can underflow to 0 and drop out of the plan; the slot must be inert."""
     layers = list(plans[0].layers)
     layers[0] = LayerPlan(layers[0].experts[:1], (1.0,))
-    plan = Plan(tuple(layers), plans[0].blend)
+    plan = Plan(tuple(layers), plans[0].stage_strengths)
     vis, ir = crops[0]
     with torch.inference_mode():
         diff = (fold(model, plan)(vis, ir) - _eager(model, plan, vis, ir)).abs().max().item()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from rtfuse.checkpoint import load_checkpoint, save_checkpoint
 from rtfuse.color import luminance, replace_luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from rtfuse.degrade import degrade_pair
 from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser
 from rtfuse.model import TASK_FUSION, create_model, dispatch, fusion_macs
-from rtfuse.model.config import MODEL_CONFIGS, FusionConfig, get_config
+from rtfuse.model.config import FusionConfig, get_config
 from rtfuse.model.dagm import DAGM
 from rtfuse.model.fusionnet import Down
 from rtfuse.model.pkdm import Derain, laplacian, light_enhancement_curves, upsample_bilinear
@@ -136,7 +140,7 @@ def test_chroma_comes_from_the_visible_camera_not_from_pkdm():
     vis = torch.from_numpy(vis).permute(2, 0, 1)[None].float() / 255
     ir = torch.from_numpy(ir)[None, None].float() / 255
     with torch.no_grad():  # every stage at full strength, whatever the evidence says of this small scene
-        out = model(vis, ir, plan=dataclasses.replace(model.plan_for(vis, ir), blend=(1.0, 1.0, 1.0)))
+        out = model(vis, ir, plan=dataclasses.replace(model.plan_for(vis, ir), stage_strengths=(1.0, 1.0, 1.0)))
     fused_cc, vis_cc, enhanced_cc = (rgb_to_ycbcr(x)[:, 1:] for x in (out.fused, vis, out.vis_enhanced))
     inside = ((out.fused > 0.001) & (out.fused < 0.999)).all(1, keepdim=True).expand(-1, 2, -1, -1)
     assert inside.float().mean() > 0.5  # the comparison covers most pixels (no clipping there)
@@ -216,18 +220,58 @@ def test_fusion_head_corrects_the_configured_base(base):
 def test_checkpoints_from_before_the_base_option_fuse_on_max():
     old = {k: v for k, v in get_config("rt").to_dict().items() if k != "base"}
     assert FusionConfig.from_dict(old).base == "max"
-    with pytest.raises(RtfuseError, match="fusion base"):
-        FusionConfig(base="mean")
+    with pytest.raises(RtfuseError, match="unknown fusion base 'mean'.*rtfuse_train.experiments"):
+        create_model("rt", base="mean")
 
 
-def test_retired_experiments_load_when_neutral_and_are_named_otherwise():
+def test_the_product_registers_what_it_ships_and_the_paper_ablations():
+    """Whatever rtfuse itself imports (the CLI, the fuser, the engines), no experiment registers."""
+    code = ("import rtfuse.cli, rtfuse.fuser, rtfuse.engine, rtfuse.pipeline\n"
+            "from rtfuse.model import MODEL_CONFIGS\nfrom rtfuse.model.bases import base_names\n"
+            "print(sorted(MODEL_CONFIGS), base_names())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['base', 'rt', 'rt-dense', 'rt-nopkdm'] ('pyramid', 'max')"
+
+
+def test_experiment_checkpoints_load_where_the_experiments_are_registered(tmp_path):
+    """An experiment's checkpoint (rt-sel: a base whose head has two outputs) loads once
+    rtfuse_train.experiments registered it, and fails with that hint in the product alone."""
+    from rtfuse_train import experiments
+
+    assert "rt-sel" in experiments.registered_models()
+
+    torch.manual_seed(0)
+    model = create_model("rt-sel").eval()
+    assert model.fused_head.conv.out_channels == 2 * model.cfg.stem ** 2
+    save_checkpoint(tmp_path / "sel.pt", model)
+    vis, ir = torch.rand(1, 3, 40, 56), torch.rand(1, 1, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(tmp_path / "sel.pt")[0].eval()(vis, ir).fused, model(vis, ir).fused)
+    code = f"from rtfuse.checkpoint import load_checkpoint\nload_checkpoint({str(tmp_path / 'sel.pt')!r})"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "unknown fusion base 'select'" in r.stderr and "rtfuse_train.experiments" in r.stderr
+
+
+def test_an_option_that_left_the_product_migrates_to_its_variant():
+    """derain_highpass (rt-derain-hp) became a variant: dropped at its neutral value (every product
+    checkpoint), listed in ``extra["variants"]`` otherwise, and applied where it is registered."""
+    from rtfuse_train import experiments
+
     written_before = {**get_config("rt").to_dict(), "base": "max", "derain_highpass": False}
-    assert FusionConfig.from_dict(written_before).base == "max"
-    with pytest.raises(RtfuseError, match="derain_highpass.*retired"):
-        FusionConfig.from_dict({**written_before, "derain_highpass": True})
-    with pytest.raises(RtfuseError, match="'select-night' was an experiment, retired"):
-        FusionConfig.from_dict({**written_before, "base": "select-night"})
-    assert set(MODEL_CONFIGS) == {"rt", "base", "rt-nopkdm", "rt-dense"}
+    assert FusionConfig.from_dict(written_before) == FusionConfig.from_dict({**written_before, "derain_highpass": False})
+    assert FusionConfig.from_dict(written_before).extra == {}
+    migrated = FusionConfig.from_dict({**written_before, "derain_highpass": True})
+    assert migrated.extra == {"variants": ["derain-highpass"]} and "rt-derain-hp" in experiments.registered_models()
+    torch.manual_seed(0)
+    plain, variant = create_model(dataclasses.replace(migrated, extra={})), create_model(migrated)
+    variant.load_state_dict(plain.state_dict())
+    torch.nn.init.normal_(plain.pkdm.derain.net[-1].bias, std=0.1)  # a block-wide offset to remove
+    variant.pkdm.derain.net[-1].bias.data.copy_(plain.pkdm.derain.net[-1].bias)
+    x = torch.rand(1, 3, 16, 16)
+    layer = x - variant.pkdm.derain(x)
+    assert (x - plain.pkdm.derain(x) - layer).abs().max() > 1e-3  # the variant changed the layer
+    torch.testing.assert_close(variant.pkdm.derain.net(F.pixel_unshuffle(luminance(x), 4)).mean(1),
+                               torch.zeros(1, 4, 4), atol=1e-6, rtol=0)
 
 
 def test_ycbcr_round_trip():

@@ -78,11 +78,11 @@ def test_plan_carries_the_evidence_and_gates_pkdm():
     texture = torch.from_numpy(rng.uniform(0, 1, (1, 3, 64, 96)).astype(np.float32))
     ir = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(0))
     plan = model.plan_for(texture, ir)
-    assert plan.stage_gates == (0.0, 0.0, 0.0) and plan.blend == (0.0, 0.0, 0.0)
+    assert plan.stage_gates == (0.0, 0.0, 0.0) and plan.stage_strengths == (0.0, 0.0, 0.0)
     out = model(texture, ir, plan=plan)
     assert torch.equal(out.vis_enhanced, texture)  # gate 0: exactly the identity
     dark_plan = model.plan_for(texture * 0.04, ir)
-    assert dark_plan.stage_gates[1] == 1.0 and dark_plan.blend[1] > 0.9
+    assert dark_plan.stage_gates[1] == 1.0 and dark_plan.stage_strengths[1] > 0.9
 
 
 @pytest.mark.slow

@@ -158,7 +158,7 @@ def plan_tensors(folded: FoldedNet, plan: Plan) -> dict[str, torch.Tensor]:
     if len(plan.layers) != len(layers):
         raise RtfuseError(f"plan has {len(plan.layers)} layers, the model {len(layers)}")
     names = {id(m): n for n, m in folded.named_modules()}
-    out: dict[str, torch.Tensor] = {"blend": torch.tensor([plan.blend], dtype=torch.float32)}
+    out: dict[str, torch.Tensor] = {"blend": torch.tensor([plan.stage_strengths], dtype=torch.float32)}
     for layer, block, lp in zip(layers, folded.folded_layers(), plan.layers):
         prefix = names[id(block)]
         for key, value in folded_weights(layer, lp, folded.slots, folded.span).items():
@@ -187,4 +187,4 @@ def dense_plan(plan: Plan, num_experts: int) -> Plan:
     for lp in plan.layers:
         weight = dict(zip(lp.experts, lp.weights))
         layers.append(LayerPlan(tuple(range(num_experts)), tuple(weight.get(e, 0.0) for e in range(num_experts))))
-    return Plan(tuple(layers), plan.blend, plan.label, plan.probs, plan.severity)
+    return Plan(tuple(layers), plan.stage_strengths, plan.label, plan.probs, plan.severity)

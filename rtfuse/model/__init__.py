@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from rtfuse.model.config import DEGRADATION_CLASSES, EXPERT_KERNELS, MODEL_CONFIGS, FusionConfig, get_config
+from rtfuse.model.bases import FusionBase, get_base, register_base
+from rtfuse.model.config import DEGRADATION_CLASSES, EXPERT_KERNELS, MODEL_CONFIGS, FusionConfig, get_config, register_model
 from rtfuse.model.dagm import DAGM, Degradation
 from rtfuse.model.dgme import DGME, Expert, GateOutput, NoisyTopKGate, dispatch
 from rtfuse.model.fusionnet import TASK_FUSION, TASK_RECON, FusionNet, FusionOutput, LayerPlan, Plan
+from rtfuse.model.variants import register_variant
 
 __all__ = [
-    "DAGM", "DEGRADATION_CLASSES", "DGME", "Degradation", "EXPERT_KERNELS", "Expert", "FusionConfig",
+    "DAGM", "DEGRADATION_CLASSES", "DGME", "Degradation", "EXPERT_KERNELS", "Expert", "FusionBase", "FusionConfig",
     "FusionNet", "FusionOutput", "GateOutput", "LayerPlan", "MODEL_CONFIGS", "NoisyTopKGate", "Plan",
-    "TASK_FUSION", "TASK_RECON", "create_model", "dispatch", "fusion_macs", "get_config",
+    "TASK_FUSION", "TASK_RECON", "create_model", "dispatch", "fusion_macs", "get_base", "get_config", "register_base",
+    "register_model", "register_variant",
 ]
 
 

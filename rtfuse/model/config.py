@@ -22,16 +22,16 @@ EXPERT_KERNELS: tuple[tuple[int, int, int], ...] = (
 )
 
 DEGRADATION_CLASSES: tuple[str, ...] = ("clean", "haze", "low_light", "overexposure", "rain", "noise")
-# What the fusion head's residual is added to: "pyramid", the Laplacian-pyramid fusion of the enhanced
-# sources that takes each band's detail from the source with the stronger local detail and the
-# brighter low-pass (structure from whichever source has it); or "max", their per-pixel maximum (the
-# paper's intensity target; the base of every checkpoint written before 2026-12-06).
+# The fusion bases the product ships (rtfuse.model.bases): "pyramid", the Laplacian-pyramid fusion
+# of the enhanced sources that takes each band's detail from the source with the stronger local
+# detail and the brighter low-pass (structure from whichever source has it); or "max", their
+# per-pixel maximum (the paper's intensity target; the base of every checkpoint written before
+# 2026-12-06). Experiments register more from rtfuse_train.experiments.
 FUSION_BASES: tuple[str, ...] = ("pyramid", "max")
-# Experiments retired from the product on 2026-12-06 (experiments/log.md): checkpoints
-# that used them name the experiment when they fail to load; a retired option at its neutral value
-# (what checkpoints of the product wrote) is dropped.
-RETIRED_BASES = ("laplacian", "select", "select-relative", "select-dim", "select-night", "blend")
-RETIRED_NEUTRAL_OPTIONS: dict[str, Any] = {"derain_highpass": False}
+# Options that left the product on 2026-12-06 (experiments/log.md), and the model variant each one
+# became (rtfuse.model.variants, registered by rtfuse_train.experiments): the one migration step of
+# an older checkpoint drops the option at its neutral value and lists the variant otherwise.
+MIGRATED_OPTIONS: dict[str, tuple[Any, str]] = {"derain_highpass": (False, "derain-highpass")}
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FusionConfig:
     pkdm: bool = True  # physics-based pre-enhancement on (off: the ablation "without PKDM")
     pkdm_scale: int = 8  # PKDM parameter nets run at 1/pkdm_scale resolution
     pkdm_width: int = 16
-    base: str = "max"  # FUSION_BASES; checkpoints written before this option existed are "max"
+    base: str = "max"  # a registered fusion base (rtfuse.model.bases); checkpoints written before this option existed are "max"
     lowlight_iterations: int = 8  # iterations of the one shared light-enhancement curve
     dehaze_t0: float = 0.1
     encoder: str = "lite"  # DAGM backend: "lite" or "clip"
@@ -66,11 +66,6 @@ class FusionConfig:
             raise RtfuseError(f"{len(self.expert_kernels)} expert kernels for {self.num_experts} experts")
         if not 1 <= self.top_k <= self.num_experts:
             raise RtfuseError(f"top_k={self.top_k} must be in 1..{self.num_experts}")
-        if self.base in RETIRED_BASES:
-            raise RtfuseError(f"fusion base {self.base!r} was an experiment, retired on 2026-12-06 "
-                              f"(experiments/log.md); bases now: {', '.join(FUSION_BASES)}")
-        if self.base not in FUSION_BASES:
-            raise RtfuseError(f"unknown fusion base {self.base!r} ({', '.join(FUSION_BASES)})")
         if self.encoder not in ("lite", "clip"):
             raise RtfuseError(f"unknown DAGM encoder {self.encoder!r} (lite, clip)")
 
@@ -85,12 +80,11 @@ class FusionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FusionConfig":
         data = dict(data)
-        for option, neutral in RETIRED_NEUTRAL_OPTIONS.items():
-            if option in data:
-                if data[option] != neutral:
-                    raise RtfuseError(f"model option {option}={data[option]!r} was an experiment, retired on "
-                                      "2026-12-06 (experiments/log.md)")
-                del data[option]
+        for option, (neutral, variant) in MIGRATED_OPTIONS.items():
+            if option in data and data.pop(option) != neutral:
+                extra = dict(data.get("extra") or {})
+                extra["variants"] = [*extra.get("variants", ()), variant]
+                data["extra"] = extra
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -111,6 +105,14 @@ MODEL_CONFIGS: dict[str, FusionConfig] = {
     "rt-dense": FusionConfig(name="rt-dense", num_experts=1, top_k=1, expert_kernels=((3, 3, 1),), expert_expansion=2.0,
                              base="pyramid"),
 }
+
+
+def register_model(cfg: FusionConfig) -> FusionConfig:
+    """Register a configuration under its name (experiments do, from rtfuse_train.experiments)."""
+    if cfg.name in MODEL_CONFIGS:
+        raise ValueError(f"model {cfg.name!r} is registered already")
+    MODEL_CONFIGS[cfg.name] = cfg
+    return cfg
 
 
 def get_config(name: str, **overrides: Any) -> FusionConfig:

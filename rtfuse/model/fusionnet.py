@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfuse.color import as_rgb, luminance, replace_luminance
+from rtfuse.model.bases import get_base
 from rtfuse.model.config import FusionConfig
 from rtfuse.model.dagm import DAGM, Degradation
 from rtfuse.model.dgme import DGME, GateOutput
 from rtfuse.model.evidence import measure
 from rtfuse.model.pkdm import PKDM
-from rtfuse.model.pyramid import laplacian_fusion
+from rtfuse.model.variants import apply_variants
 
 TASK_FUSION, TASK_RECON = 0, 1
 
@@ -33,15 +34,15 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a clip runs: per DGME layer the chosen experts and weights, and PKDM strengths."""
+    """What a clip runs: per DGME layer the chosen experts and weights, and per PKDM stage its strength."""
 
     layers: tuple[LayerPlan, ...]
-    blend: tuple[float, ...]
+    stage_strengths: tuple[float, ...]  # how much of each PKDM stage's output replaces its input
     label: str = ""
     probs: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
     severity: float = 0.0
     # Per PKDM stage, the physical evidence that its degradation is present (rtfuse.model.evidence),
-    # which scaled the learned strengths into ``blend``; empty when the plan was not gated.
+    # which scaled the learned strengths into ``stage_strengths``; empty when the plan was not gated.
     stage_gates: tuple[float, ...] = field(default=(), compare=False, hash=False)
 
     @property
@@ -62,24 +63,9 @@ class FusionOutput:
     gates: dict[int, list[GateOutput]] = field(default_factory=dict)  # task -> per-layer gates
 
 
-# The "pyramid" base: detail chosen by its local energy in 5x5 windows, the brighter low-pass over
-# 4 levels. On every held-out real set it has the better Qabf and VIF of the classical pyramid
-# (per-coefficient choice, mean low-pass) and a higher SD than both it and the pixel maximum
-# (experiments/log.md, "The fusion base, judged on held-out cameras").
-PYRAMID_LEVELS = 4
-PYRAMID_WINDOW = 5
-
-
-def fusion_base(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """What the fusion head corrects (``FusionConfig.base``)."""
-    if cfg.base == "pyramid":
-        return laplacian_fusion(vis_y, ir, PYRAMID_LEVELS, "max", PYRAMID_WINDOW)
-    return torch.maximum(vis_y, ir)
-
-
 def fused_luminance(cfg: FusionConfig, vis_y: torch.Tensor, ir: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """The fusion head's residual ``head`` added to its base, clamped to 0..1."""
-    return (fusion_base(cfg, vis_y, ir) + head).clamp(0.0, 1.0)
+    """The fusion head's output ``head`` applied to the configured base (``FusionConfig.base``), clamped to 0..1."""
+    return get_base(cfg.base).apply(vis_y, ir, head).clamp(0.0, 1.0)
 
 
 LayerFn = Callable[[int, nn.Module, torch.Tensor], torch.Tensor]
@@ -194,9 +180,10 @@ class FusionNet(nn.Module):
             for c in reversed(ch)
         )
         self.ups = nn.ModuleList(Up(2 * ch[i + 1], 2 * ch[i]) for i in reversed(range(len(ch) - 1)))
-        self.fused_head = Head(2 * ch[0], 1, cfg.stem)
+        self.fused_head = Head(2 * ch[0], get_base(cfg.base).head_channels, cfg.stem)
         self.recon_vis_head = Head(2 * ch[0], 3, cfg.stem)
         self.recon_ir_head = Head(2 * ch[0], 1, cfg.stem)
+        apply_variants(self, cfg.extra.get("variants", ()))
 
     # ----- gating -------------------------------------------------------------------------
     def dgme_layers(self) -> list[DGME]:
@@ -227,14 +214,14 @@ class FusionNet(nn.Module):
         strengths = self.pkdm.blend_weights(d)[0]
         if stage_gates is not None:
             strengths = strengths * strengths.new_tensor(stage_gates)
-        blend = tuple(float(w) for w in strengths)
+        stage_strengths = tuple(float(w) for w in strengths)
         label, probs, severity = "", {}, 0.0
         if degradation is not None:
             p = torch.softmax(degradation.logits[0], 0)
             probs = {c: round(float(v), 4) for c, v in zip(self.cfg.classes, p)}
             label = self.cfg.classes[int(p.argmax())]
             severity = float(degradation.severity[0])
-        return Plan(tuple(layers), blend, label, probs, severity, tuple(stage_gates or ()))
+        return Plan(tuple(layers), stage_strengths, label, probs, severity, tuple(stage_gates or ()))
 
     @torch.no_grad()
     def plan_for(self, vis: torch.Tensor, ir: torch.Tensor) -> Plan:
@@ -272,7 +259,7 @@ class FusionNet(nn.Module):
         noisy = self.training if noisy is None else noisy
 
         if plan is not None:
-            blend_w = vis.new_tensor(plan.blend).expand(vis.shape[0], -1)
+            blend_w = vis.new_tensor(plan.stage_strengths).expand(vis.shape[0], -1)
             route = lambda i, layer, x: layer.forward_plan(x, plan.layers[i].experts, plan.layers[i].weights)  # noqa: E731
             gates_by_task: dict[int, list[GateOutput]] = {}
         else:

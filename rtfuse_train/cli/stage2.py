@@ -26,9 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_scene_arguments(data)
     model = parser.add_argument_group("model")
     model.add_argument("--dagm", type=Path, required=True, help="stage-1 checkpoint (its DAGM is frozen)")
-    model.add_argument("--model", default="rt", help="rt, or an ablation: rt-nopkdm, rt-dense")
-    model.add_argument("--base", choices=FUSION_BASES,
-                       help="fusion base instead of the model's own (max: the paper's intensity target, an ablation)")
+    model.add_argument("--model", default="rt",
+                       help="rt, base, an ablation of the paper (rt-nopkdm, rt-dense) or an experiment of "
+                            "experiments/log.md (rt-lap, rt-sel, ...: registered by rtfuse_train/experiments.py)")
+    model.add_argument("--base", metavar="BASE",
+                       help=f"fusion base instead of the model's own: {', '.join(FUSION_BASES)} (max: the paper's "
+                            "intensity target, an ablation) or an experiment's (rtfuse_train/experiments.py)")
     loss = parser.add_argument_group("loss weights")
     loss.add_argument("--target", choices=TARGETS, default="max",
                       help="what L_pix and L_grad pull towards: the clean sources' per-pixel maxima (the paper's), "
