@@ -19,10 +19,10 @@ from rtfuse.cli import main
 from rtfuse.errors import RtfuseError
 from rtfuse.evaluate import (
     EvalResult,
-    _ranks,
     evaluate_folder,
     evaluate_videos,
     markdown_table,
+    ranks,
     summarise,
     temporal_flicker,
     write_csv,
@@ -90,7 +90,7 @@ def test_cli_choices_match_the_registries():
 
 
 def test_ranks_ties_and_nan():
-    assert _ranks([0.5, 0.9, 0.5, math.nan]) == [2.5, 1.0, 2.5, 4.0]
+    assert ranks([0.5, 0.9, 0.5, math.nan]) == [2.5, 1.0, 2.5, 4.0]
 
 
 def test_markdown_marks_best_counts_and_ranks():
