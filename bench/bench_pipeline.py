@@ -8,7 +8,7 @@ raw frames on loopback. Reports sustained FPS, glass-to-glass p50/p99, pipeline 
 Runs repeat in one process with the same engine (this machine's speed drifts: quote the median).
 
 Like `rtfuse run`, it leaves one core to the decoders and keeps freed memory mapped
-(``rtfuse.pipeline.prepare_process``).
+(``rtfuse.process.prepare_process``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from rtfuse.fuser import Fuser
-from rtfuse.pipeline import Pipeline, PipelineConfig, prepare_process
+from rtfuse.pipeline import Pipeline, PipelineConfig
+from rtfuse.process import prepare_process
 
 DATA = Path(os.environ.get("RTFUSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -12,17 +12,13 @@ it from the decode-ahead queue (decode time is still reported as the capture sta
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
-import os
 import queue
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,41 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0  # how long shutdown waits for the frame in the engine
-
-
-def engine_threads(cores: int | None = None) -> int:
-    """Torch threads for the engine while two capture threads decode: all cores but one.
-
-    On a 2-core machine an engine with two OpenMP threads waits at every parallel region for the
-    thread that a decoder pre-empted; one thread fuses faster there (aoti: 15.6-16.1 vs 13.3 FPS when measured).
-    """
-    return max(1, (cores or os.cpu_count() or 1) - 1)
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory in the process instead of unmapping it; False if not glibc.
-
-    Every frame allocates and frees tensors of megabytes. By default glibc maps each such block
-    separately and unmaps it on free; an unmap interrupts the cores that run the capture threads
-    (TLB shootdown), and the next allocation page-faults its memory in again. Measured in the
-    `Fuser` call on 2 cores: 2 ms per frame outside the model, 0.07 ms with this (docs/pipeline.md).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
-
-
-def prepare_process(threads: int | None = None) -> bool:
-    """Process settings for a live fusion loop: engine threads (default ``engine_threads()``) and
-    freed memory kept mapped. Returns whether the latter took effect (glibc only)."""
-    import torch
-
-    torch.set_num_threads(threads or engine_threads())
-    return keep_freed_memory()
 
 
 @dataclass
@@ -314,31 +275,6 @@ class ReplayFeed:
             self._pending.extend(Pair(v, i, now) for v, i in self.pairer.pairs())
         self._released += 1
         return self._pending.popleft()
-
-
-@contextmanager
-def sigint_stops(stop: threading.Event) -> Iterator[threading.Event]:
-    """First Ctrl-C asks the pipeline to stop cleanly; a second one interrupts at once.
-
-    Yields an event that tells whether Ctrl-C was pressed.
-    """
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        log.warning("stopping (Ctrl-C again to abort)")
-        interrupted.set()
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _build_sources(cfg: PipelineConfig, profiler: Profiler) -> dict[str, Source]:

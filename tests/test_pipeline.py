@@ -20,7 +20,8 @@ from rtfuse.calib import Calibration, RegistrationStats
 from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser, _unit_tensor, prepare_infrared, prepare_visible, to_uint8_image
 from rtfuse.imageio import read_image, write_image
-from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, engine_threads, scene_changed, scene_signature
+from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, scene_changed, scene_signature
+from rtfuse.process import engine_threads
 from rtfuse.profiling import STAGES, Profiler, load_report, summary
 from rtfuse.publish import Subscriber
 
@@ -315,7 +316,7 @@ def test_engine_leaves_one_core_to_the_decoders():
 
 _RSS_AFTER_FREE = """
 import os, sys
-from rtfuse.pipeline import keep_freed_memory
+from rtfuse.process import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 page = os.sysconf("SC_PAGE_SIZE")
 rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page

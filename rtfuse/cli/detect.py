@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     from rtfuse.detect import DetectionNode, yolo_detector
-    from rtfuse.pipeline import sigint_stops
+    from rtfuse.cli._signals import signals_stop
 
     detector = yolo_detector(args.weights, args.conf, args.device)
     stop = threading.Event()
@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
               f"{message['detect_s'] * 1e3:.0f} ms  {names}", flush=True)
 
     with DetectionNode(detector, args.connect, args.publish, topic_in=args.topic, keys=args.keys,
-                       insecure=args.insecure) as node, sigint_stops(stop):
+                       insecure=args.insecure) as node, signals_stop(stop):
         node.run(stop, args.frames, on_message=show)
     return 0

@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rtfuse.errors import spell
     from rtfuse.fuser import Fuser
-    from rtfuse.pipeline import Pipeline, PipelineConfig, prepare_process, sigint_stops
+    from rtfuse.cli._signals import signals_stop
+    from rtfuse.pipeline import Pipeline, PipelineConfig
+    from rtfuse.process import prepare_process
     from rtfuse.profiling import summary
 
     prepare_process(args.threads)
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(n - bar.n)
 
     try:
-        with sigint_stops(pipeline.stop) as interrupted:
+        with signals_stop(pipeline.stop) as interrupted:
             report = pipeline.run(on_frame=progress)
     finally:
         bar.close()

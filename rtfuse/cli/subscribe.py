@@ -43,13 +43,14 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from rtfuse.errors import RtfuseError
-    from rtfuse.pipeline import Window, sigint_stops
+    from rtfuse.cli._signals import signals_stop
+    from rtfuse.pipeline import Window
     from rtfuse.publish import Subscriber
 
     stop = threading.Event()
     window = Window(f"rtfuse {args.connect}") if args.show else None
     count = 0
-    with Subscriber(args.connect, args.topic, keys=args.keys, key_name=args.key_name) as sub, sigint_stops(stop):
+    with Subscriber(args.connect, args.topic, keys=args.keys, key_name=args.key_name) as sub, signals_stop(stop):
         while not stop.is_set() and (args.frames is None or count < args.frames):
             deadline = time.monotonic() + args.timeout
             got = None
