@@ -223,7 +223,11 @@ class AOTIEngine(_ArtifactEngine):
 
 
 class TensorRTEngine(_ArtifactEngine):
-    """A saved torch-tensorrt program (FP16 kernels where faster); plan switch = weight refit."""
+    """A saved torch-tensorrt program (FP16 kernels where faster); a plan switch is a weight refit.
+
+    The refit reads its weights from one program of the folded template, exported when the engine
+    loads: a plan switch copies the plan tensors into it and refits, without exporting again.
+    """
 
     name = "tensorrt"
 
@@ -232,17 +236,21 @@ class TensorRTEngine(_ArtifactEngine):
         import torch_tensorrt
 
         super().__init__(model, plan, artifact, model_hash, device)
-        self.inputs = _example_inputs(self.sidecar.height, self.sidecar.width, device)
+        self.example = _example_inputs(self.sidecar.height, self.sidecar.width, device)
         self.module = torch_tensorrt.load(str(artifact)).module()
+        with torch.no_grad():
+            self.weights = torch.export.export(self.folded, self.example)
         self._apply_plan(plan)
 
+    @torch.no_grad()
     def _apply_plan(self, plan: Plan) -> None:
         from torch_tensorrt.dynamo import refit_module_weights
 
         refold(self.folded, plan)
-        with torch.no_grad():
-            program = torch.export.export(self.folded, self.inputs)
-        self.module = refit_module_weights(self.module, program, arg_inputs=self.inputs, in_place=True)
+        state = self.weights.state_dict
+        for name, value in plan_tensors(self.folded, plan).items():
+            state[name].copy_(value)
+        self.module = refit_module_weights(self.module, self.weights, arg_inputs=list(self.example), in_place=True)
 
     def __call__(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         return self.module(*self.inputs(vis, ir))
