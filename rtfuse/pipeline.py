@@ -33,6 +33,7 @@ from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import check_same_size, pair_folders
 from rtfuse.profiling import Profiler, save_report
 from rtfuse.publish import Publisher
+from rtfuse.record import Recorder
 from rtfuse.sync import ApproximateTimePairer, LiveSync, Pair
 from rtfuse.synthetic import SyntheticScene
 
@@ -165,41 +166,6 @@ class PlanManager:
         self._thread.join(timeout=0.2)  # a refresh in progress is abandoned (daemon thread)
 
 
-class Recorder:
-    """mp4 writer on its own thread; ``close`` always finalises the file (moov atom written)."""
-
-    def __init__(self, path: str | Path, fps: float):
-        self.path, self.fps = Path(path), fps
-        self.frames = 0
-        self._writer: cv2.VideoWriter | None = None
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=32)
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-
-    def write(self, frame: np.ndarray) -> None:
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not writer.isOpened():
-                raise RtfuseError(f"{self.path}: cannot open for recording (use an .mp4 path in a writable folder)")
-            self._writer = writer
-            self._thread.start()
-        self._queue.put(frame)
-
-    def _run(self) -> None:
-        while (frame := self._queue.get()) is not None:
-            self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if frame.ndim == 3 else frame)
-            self.frames += 1
-
-    def close(self) -> None:
-        if self._writer is None:
-            return
-        self._queue.put(None)
-        self._thread.join()
-        self._writer.release()
-        self._writer = None
-
-
 class Window:
     """An OpenCV window; refuses clearly on headless OpenCV builds."""
 
@@ -322,6 +288,7 @@ class Pipeline:
         if self.mode == "replay" and not finite and cfg.frames is None and cfg.duration is None:
             log.info("replay of a live source runs until stopped (set frames or duration)")
         self.stop = threading.Event()
+        self.report: dict[str, Any] | None = None  # the profile of the last run, also after an error
         from rtfuse import fuser as fusing  # torch loads when a pipeline is built, not on import
 
         if fuser is None:
@@ -437,12 +404,13 @@ class Pipeline:
         Returns the profile report (also written to ``cfg.profile`` when set).
         """
         cfg = self.cfg
-        publisher, recorder, window = self._outputs()
-        self._outputs_open = True
-        plans = PlanManager(self.fuser, self.profiler, cfg.plan_refresh_s, cfg.scene_threshold)
+        publisher = recorder = window = plans = None
         threads: list[CaptureThread] = []
         errors: list[BaseException] = []
         try:
+            publisher, recorder, window = self._outputs()
+            self._outputs_open = True
+            plans = PlanManager(self.fuser, self.profiler, cfg.plan_refresh_s, cfg.scene_threshold)
             take, finished, check, threads = self._start()
 
             def work() -> None:
@@ -468,7 +436,8 @@ class Pipeline:
             deadline = time.monotonic() + 0.5
             for t in threads:
                 t.join(timeout=max(0.0, deadline - time.monotonic()))
-            plans.close()
+            if plans is not None:
+                plans.close()
             if recorder is not None:
                 recorder.close()
             if window is not None:
@@ -478,6 +447,12 @@ class Pipeline:
             self.profiler.drops.clear()
             self.profiler.drops.update(drops)
             log.info("pipeline stopped, outputs closed")
+            self.report = self._finish_report(threads, recorder)
+        return self.report
+
+    def _finish_report(self, threads: list[CaptureThread], recorder: Recorder | None) -> dict[str, Any]:
+        """The profile report of the run, also written to ``profile``: on every exit, errors included."""
+        cfg = self.cfg
         self.profiler.meta = {
             "vis": cfg.vis, "ir": cfg.ir, "mode": self.mode, "publish": cfg.publish, "encoding": cfg.encoding,
             "record": cfg.record, "recorded_frames": recorder.frames if recorder else 0,

@@ -241,6 +241,62 @@ def test_sigint_stops_a_live_run_within_2s_with_the_recording_finalised(tmp_path
     assert headers[0]["label"] and headers[0]["plan"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT twice", "SIGKILL"])
+def test_a_recording_survives_any_stop(stop: str, tmp_path: Path):
+    """What docker stop / systemd / timeout send, a double Ctrl-C, and a kill: the .mkv recording
+    plays; after SIGKILL it holds every frame published more than 2 s before the kill; the clean
+    and the interrupted stops write the profile."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out, profile = tmp_path / "rec.mkv", tmp_path / "rec.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtfuse.cli", "run", "--size", "320x240", "--duration", "120", "--publish", endpoint,
+         "--record", str(out), "--profile", str(profile)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    received: list[float] = []
+    try:
+        with Subscriber(endpoint) as sub:
+            deadline = time.monotonic() + 120
+            while len(received) < 90 and time.monotonic() < deadline and proc.poll() is None:
+                if sub.recv(timeout=1.0, newest=False) is not None:
+                    received.append(time.monotonic())
+        assert len(received) == 90, proc.stderr.read() if proc.poll() is not None else "too few frames"
+        stopped = time.monotonic()
+        if stop == "SIGKILL":
+            proc.kill()
+        else:
+            proc.send_signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
+            if stop == "SIGINT twice":
+                time.sleep(0.05)
+                proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    frames = frame_count(out)
+    if stop == "SIGKILL":
+        assert frames >= sum(t <= stopped - 2.0 for t in received) > 0
+        return
+    assert profile.is_file() and load_report(profile)["frames"] >= frames > 0
+    if stop == "SIGTERM":
+        assert proc.returncode == 0, stderr
+        assert int(stdout.split("recorded ")[1].split()[0]) == frames
+        assert "stopping on SIGTERM" in stderr
+    else:
+        assert proc.returncode == 130, stderr
+
+
+def test_the_profile_is_written_when_a_run_fails(fuser: Fuser, tmp_path: Path):
+    cfg = PipelineConfig(synthetic_size=(48, 32), frames=5, publish=f"tcp://127.0.0.1:{free_port()}",
+                         wait_subscribers=1, wait_timeout=0.2, profile=str(tmp_path / "p.json"))
+    pipeline = Pipeline(cfg, fuser=fuser)
+    with pytest.raises(RtfuseError, match="0 of 1 subscribers"):
+        pipeline.run()
+    assert load_report(tmp_path / "p.json")["frames"] == 0 and pipeline.report["frames"] == 0
+
+
 def test_summary_hints_at_a_compiled_engine_when_eager_falls_behind():
     profiler = Profiler()
     for k in range(6):  # 15 published frames per second

@@ -99,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with signals_stop(pipeline.stop) as interrupted:
-            report = pipeline.run(on_frame=progress)
+            pipeline.run(on_frame=progress)
     finally:
         bar.close()
-    print(spell(summary(report), args._options))
-    if cfg.record:
-        print(f"recorded {report['meta']['recorded_frames']} frames to {cfg.record}")
-    if cfg.profile:
-        print(f"profile written to {cfg.profile}")
+        if pipeline.report is not None:  # the summary of every run that started, failed ones too
+            print(spell(summary(pipeline.report), args._options))
+            if cfg.record:
+                print(f"recorded {pipeline.report['meta']['recorded_frames']} frames to {cfg.record}")
+            if cfg.profile:
+                print(f"profile written to {cfg.profile}")
     if interrupted.is_set():
         # Everything is written and closed; skip the interpreter's teardown of torch, which takes
         # seconds on a busy machine, so that Ctrl-C returns the prompt at once.
