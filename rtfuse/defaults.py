@@ -10,6 +10,9 @@ from __future__ import annotations
 ENDPOINT = "tcp://127.0.0.1:5555"  # loopback: needs no CURVE keys; any other address does
 TOPIC = "fused"  # the ZeroMQ topic of fused frames; detections go out under their own
 
+# --- planning (rtfuse.pipeline, `rtfuse run`, `rtfuse fuse`)
+SCENE_THRESHOLD = 0.1  # mean thumbnail difference (0..1) that counts as a new scene and is planned anew
+
 # --- engines (rtfuse.engine, rtfuse.fuser)
 BACKENDS = ("eager", "compiled", "aoti", "tensorrt")  # eager runs anywhere; the others compile once
 EXPORTABLE_BACKENDS = ("aoti", "tensorrt")  # the backends whose artifact `rtfuse export` writes

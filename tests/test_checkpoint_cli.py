@@ -140,3 +140,21 @@ def test_half_precision_checkpoint_loads_into_float32(tmp_path):
         assert got.dtype == v.dtype
         if v.is_floating_point():
             torch.testing.assert_close(got, v, atol=1e-3, rtol=1e-3)
+
+
+def test_fuse_plans_again_where_the_scene_changes(tmp_path):
+    """Like `rtfuse run`: a sequence of one scene is planned once, a folder of unrelated images per image."""
+    rng = np.random.default_rng(0)
+    scenes = [rng.integers(0, 255, (48, 64), dtype=np.uint8) for _ in range(3)]
+    for sub in ("vi", "ir"):
+        (tmp_path / sub).mkdir()
+    names = {"a1": 0, "a2": 0, "a3": 0, "b1": 1, "c1": 2}  # three frames of one scene, then two others
+    for name, k in names.items():
+        write_image(tmp_path / "vi" / f"{name}.png", np.repeat(scenes[k][..., None], 3, 2))
+        write_image(tmp_path / "ir" / f"{name}.png", 255 - scenes[k])
+    r = rtfuse("fuse", "--vis", str(tmp_path / "vi"), "--ir", str(tmp_path / "ir"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "fused 5 of 5 pairs" in r.stdout and "(3 expert plans" in r.stdout
+    r = rtfuse("fuse", "--vis", str(tmp_path / "vi"), "--ir", str(tmp_path / "ir"), "-o", str(tmp_path / "out"),
+               "--plan-per-image")
+    assert "(5 expert plans" in r.stdout

@@ -34,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     from rtfuse.engine.bench import SIZES, benchmark, table
     from rtfuse.fuser import Fuser
+    from rtfuse.paths import check_output
 
+    if args.json:
+        check_output(args.json)
     fuser = Fuser.from_checkpoint(args.checkpoint, args.device) if args.checkpoint else Fuser.default(args.device)
     model = fuser.model
     g = torch.Generator().manual_seed(0)

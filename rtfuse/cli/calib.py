@@ -20,7 +20,11 @@ def run(args) -> int:
     from rtfuse import calib
     from rtfuse.errors import RtfuseError
     from rtfuse.imageio import write_image
+    from rtfuse.paths import check_output
 
+    for output in (args.output, args.out):
+        if output:
+            check_output(output, inputs=(args.vis, args.ir))
     pairs = calib.load_pairs(args.vis, args.ir, args.frames)
     if args.check:
         if not args.out:

@@ -67,12 +67,16 @@ def run(args: argparse.Namespace) -> int:
 
     from rtfuse import evaluate
     from rtfuse.errors import RtfuseError
+    from rtfuse.paths import check_output
 
     if (args.suite is None) == (args.data is None):
         raise RtfuseError("give either --data DIR or --suite ROOT")
     if args.suite is not None:
         return _run_suite(args)
 
+    for output in (args.csv, args.plot):
+        if output:
+            check_output(output, inputs=(Path(args.data) / "vi", Path(args.data) / "ir", *dict(args.fused).values()))
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     fused_dirs = dict(args.fused)
     for name, folder in fused_dirs.items():
@@ -117,11 +121,11 @@ def _run_suite(args: argparse.Namespace) -> int:
     from rtfuse.baselines import BASELINES
     from rtfuse.errors import RtfuseError
     from rtfuse.fuser import Fuser
+    from rtfuse.paths import check_output
 
     if args.fused or args.baseline or args.baselines or args.degrade:
         raise RtfuseError("--suite scores rtfuse and every baseline itself; --fused, --baseline(s) and --degrade do not apply")
-    out = Path(args.out)
-    _check_writable_dir(out)
+    out = check_output(args.out, folder=True)
     sets = suite.suite_sets(args.suite)
     fuser = Fuser.from_checkpoint(args.ours) if args.ours else Fuser.default()
     fusers = suite.suite_fusers(fuser)
@@ -144,15 +148,6 @@ def _run_suite(args: argparse.Namespace) -> int:
     suite.write_json(reports, out / "suite.json", args.convention)
     print(f"\nreport: {out / 'suite.md'}, {out / 'suite.json'}; sheets: {out}/sheet_*.png")
     return 0
-
-
-def _check_writable_dir(folder: Path) -> None:
-    from rtfuse.errors import RtfuseError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RtfuseError(f"--out {folder}: cannot create the folder ({exc.strerror})") from None
 
 
 def _print_bad(bad: list) -> None:

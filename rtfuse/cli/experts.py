@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from rtfuse.experts import activation_by_class, expert_names, layer_names, plot_heatmaps, routing_distance
     from rtfuse.fuser import Fuser
     from rtfuse.imageio import pair_folders, read_image, to_float01
+    from rtfuse.paths import check_output
 
     data = Path(args.data)
+    check_output(args.out, inputs=(data / "vi", data / "ir"))
     found = pair_folders(data / "vi", data / "ir")
     if not found.pairs:
         raise RtfuseError(f"{data}: no pairs in vi/ and ir/")

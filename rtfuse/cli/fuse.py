@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtfuse import defaults
 from rtfuse.cli._args import add_engine_arguments, engine_options
 
 HELP = "fuse an IR/visible image pair, or two folders of pairs matched by name"
@@ -18,7 +19,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", action="store_true", help="scale infrared to the visible size when they differ")
     p.add_argument("--calib", metavar="RIG.toml", help="warp infrared onto the visible frame with a rig calibration")
     p.add_argument("--plan-per-image", action="store_true",
-                   help="folders: plan each image on its own (default: one plan per folder, like a clip)")
+                   help="folders: plan every image anew (default: plan again where the scene changes, as `rtfuse run` "
+                        "does: each image of a folder of unrelated images, once per scene of a sequence)")
+    p.add_argument("--scene-threshold", type=float, default=defaults.SCENE_THRESHOLD,
+                   help="thumbnail difference that counts as a new scene (default %(default)s)")
     add_engine_arguments(p)
 
 
@@ -46,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from rtfuse.errors import RtfuseError
     from rtfuse.fuser import Fuser
     from rtfuse.imageio import pair_folders, write_image
+    from rtfuse.paths import check_output
+    from rtfuse.pipeline import scene_changed, scene_signature
 
     vis_in, ir_in, out = Path(args.vis), Path(args.ir), Path(args.out)
     if args.resize and args.calib:
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     found = None if single else pair_folders(vis_in, ir_in)
     if found is not None and not found.pairs:
         raise RtfuseError(f"no pairs with matching names in {vis_in} and {ir_in}")
+    check_output(out, inputs=(vis_in, ir_in), folder=not single)
     opts = engine_options(args)
     fuser = Fuser.from_checkpoint(args.checkpoint, args.device, **opts) if args.checkpoint else Fuser.default(args.device, **opts)
 
@@ -71,16 +78,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         return 0
     failed: list[tuple[str, str]] = []
-    plan = None
+    plan, scene, plans = None, None, 0
     for vis_path, ir_path in tqdm(found.pairs, desc="fusing", unit="pair"):
         try:
             vis, ir = _load_pair(vis_path, ir_path, args.resize, calib)
-            if plan is None or args.plan_per_image:
-                plan = fuser.plan_for(vis, ir)
+            signature = scene_signature(vis, ir)
+            if plan is None or args.plan_per_image or scene_changed(scene, signature, args.scene_threshold):
+                plan, scene, plans = fuser.plan_for(vis, ir), signature, plans + 1
             write_image(out / f"{vis_path.stem}.png", fuser(vis, ir, plan=plan))
         except RtfuseError as exc:
             failed.append((vis_path.name, str(exc)))
-    print(f"fused {len(found.pairs) - len(failed)} of {len(found.pairs)} pairs into {out}")
+    print(f"fused {len(found.pairs) - len(failed)} of {len(found.pairs)} pairs into {out} "
+          f"({plans} expert plan{'' if plans == 1 else 's'})")
     for name, reason in failed:
         print(f"  failed {name}: {reason}")
     for p in found.missing_ir:

@@ -15,8 +15,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rtfuse.paths import check_output
     from rtfuse.publish import generate_keys
 
+    check_output(args.directory, folder=True)
     public, secret = generate_keys(args.directory, args.name)
     print(f"publisher: {args.directory}/server.key_secret (keep on the publishing host)")
     print(f"subscriber {args.name}: {secret} + {args.directory}/server.key (copy both to the subscribing host)")

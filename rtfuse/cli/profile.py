@@ -14,8 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rtfuse.errors import spell
+    from rtfuse.paths import check_output
     from rtfuse.profiling import load_report, plot, summary
 
+    if args.plot:
+        check_output(args.plot, inputs=(args.report,))
     report = load_report(args.report)
     print(spell(summary(report), {"backend": "rtfuse run --backend"}))
     if args.plot:
