@@ -15,7 +15,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model checkpoint (default: the packaged weights)")
     p.add_argument("--max-images", type=int, default=8, help="pairs to use (default 8)")
     p.add_argument("--severities", default="0.3,0.6,0.9", help="comma-separated severities per degradation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:

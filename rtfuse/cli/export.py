@@ -11,8 +11,8 @@ HELP = "export a compiled engine (aoti or tensorrt) for one frame size, with a J
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", required=True, choices=defaults.EXPORTABLE_BACKENDS)
-    p.add_argument("--height", type=int, required=True)
-    p.add_argument("--width", type=int, required=True)
+    p.add_argument("--height", type=int, required=True, help="frame height the engine takes (one size per engine)")
+    p.add_argument("--width", type=int, required=True, help="frame width the engine takes")
     p.add_argument("--precision", choices=defaults.PRECISIONS,
                    help="default: fp32 for aoti, fp16 for tensorrt; bf16 is the CPU option, fp16 the GPU one")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda for tensorrt, else cpu)")

@@ -10,8 +10,8 @@ HELP = "print a model's configuration, parameter count and GMACs per frame"
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="rt", help="registered model config (rt, base)")
     p.add_argument("--checkpoint", help="describe this checkpoint instead of a fresh model")
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480, help="frame height the cost is counted for (default 480)")
+    p.add_argument("--width", type=int, default=640, help="frame width (default 640)")
 
 
 def run(args: argparse.Namespace) -> int:

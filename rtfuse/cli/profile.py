@@ -8,7 +8,7 @@ HELP = "print a latency profile (from `rtfuse run --profile`) and optionally plo
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("report", metavar="REPORT.json")
+    parser.add_argument("report", metavar="REPORT.json", help="a profile written by `rtfuse run --profile`")
     parser.add_argument("--plot", metavar="PNG", help="write a latency histogram + timeline")
 
 

@@ -30,14 +30,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="reopen a failing source this many times (backoff) before giving up")
     syn = parser.add_argument_group("synthetic source")
     syn.add_argument("--size", type=frame_size, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene (default 0)")
     syn.add_argument("--degrade", metavar="SPEC", help="degradations, e.g. haze:0.6,low_light:0.3")
     syn.add_argument("--ir-bits", type=int, choices=[8, 16], default=8, help="16: radiometric-style infrared")
     eng = parser.add_argument_group("engine")
     eng.add_argument("--checkpoint", metavar="PT", help="model weights (default: packaged weights)")
     eng.add_argument("--plan-refresh", type=float, default=10.0, metavar="S",
                      help="recompute the expert plan every S seconds")
-    eng.add_argument("--scene-threshold", type=float, default=0.1,
+    eng.add_argument("--scene-threshold", type=float, default=defaults.SCENE_THRESHOLD,
                      help="thumbnail difference that counts as a scene change")
     add_engine_arguments(parser)
     eng.add_argument("--threads", type=int, metavar="N",
@@ -47,15 +47,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--publish", default=defaults.ENDPOINT, metavar="ENDPOINT",
                      help="ZeroMQ endpoint to bind (default %(default)s)")
     out.add_argument("--no-publish", action="store_true", help="do not publish")
-    out.add_argument("--topic", default="fused")
-    out.add_argument("--encoding", choices=["raw", "jpeg"], default="raw")
-    out.add_argument("--jpeg-quality", type=int, default=90)
+    out.add_argument("--topic", default=defaults.TOPIC, help="ZeroMQ topic of the fused frames (default %(default)s)")
+    out.add_argument("--encoding", choices=["raw", "jpeg"], default="raw",
+                     help="frames as raw pixels (loopback, default) or JPEG (smaller, for networks)")
+    out.add_argument("--jpeg-quality", type=int, default=90, help="with --encoding jpeg (default 90)")
     out.add_argument("--keys", metavar="DIR", help="CURVE key folder from `rtfuse keys` (needed off loopback)")
     out.add_argument("--insecure", action="store_true", help="allow a non-loopback endpoint without encryption")
     out.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
                      help="wait for N subscribers before the first frame")
-    out.add_argument("--wait-timeout", type=float, default=10.0, metavar="S")
-    out.add_argument("--record", metavar="OUT.mp4", help="record the fused stream")
+    out.add_argument("--wait-timeout", type=float, default=10.0, metavar="S",
+                     help="with --wait-subscribers: give up after S seconds (default 10)")
+    out.add_argument("--record", metavar="OUT.mkv",
+                     help="record the fused stream (.mkv survives any stop, even a kill; .mp4 is playable once closed)")
     out.add_argument("--show", action="store_true", help="show the fused stream in a window (desktop OpenCV)")
     out.add_argument("--profile", metavar="REPORT.json", help="write the latency profile")
 

@@ -119,13 +119,14 @@ def plot_means(result: EvalResult, path: str | Path) -> None:
         finite = [v for v in vals if math.isfinite(v)]
         top = max(finite) if finite else None
         colors = ["tab:orange" if v == top else "tab:blue" for v in vals]
-        ax.bar(range(len(vals)), [v if math.isfinite(v) else 0.0 for v in vals], color=colors)
+        bars = ax.bar(range(len(vals)), [v if math.isfinite(v) else 0.0 for v in vals], color=colors)
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=6)
         ax.set_title(m)
         ax.set_xticks(range(len(vals)))
         ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"mean per method ({result.convention} convention)")
+    fig.suptitle(f"mean per method ({result.convention} convention; orange: the best of {len(labels)})")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 
