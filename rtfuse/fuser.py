@@ -12,8 +12,10 @@ import torch
 
 from rtfuse.checkpoint import load_checkpoint
 from rtfuse.color import as_rgb, rgb_to_gray
-from rtfuse.engine import Engine, check_backend, create_engine, model_sha256
-from rtfuse.errors import RtfuseError
+from rtfuse.engine import Engine, check_backend, create_engine, load_engine, model_sha256
+from rtfuse.engine.aside import BACKEND as AUTO_COMPILED, EngineAside, compiler_missing
+from rtfuse.engine.backends import cached_artifact
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.imageio import check_same_hw, to_float01
 from rtfuse.model import FusionNet, Plan, create_model
 
@@ -101,7 +103,9 @@ class Fuser:
     each call plans for itself. ``backend`` picks the inference engine (rtfuse.engine): ``eager``
     runs the model's sparse path; the others run the folded network, one engine per frame size,
     switched to a new plan by a weight update. ``engine`` is an exported artifact to load
-    (``rtfuse export``); without it aoti/tensorrt build one on first use and cache it.
+    (``rtfuse export``); without it aoti/tensorrt build one on first use and cache it. ``auto``
+    fuses on the eager path while the aoti engine builds aside (rtfuse.engine.aside) and switches
+    to it when it is ready, from the first frame once it is cached (``switches`` says when).
     """
 
     def __init__(
@@ -116,13 +120,20 @@ class Fuser:
         engine: str | Path | None = None,
         checkpoint: str | Path | None = None,
     ):
-        check_backend(backend, precision, device, engine)
+        self.auto = backend == "auto"
+        if self.auto and (precision not in (None, "fp32") or engine is not None):
+            raise ParameterError("`backend` auto compiles an fp32 engine itself: no `precision` or `engine` with it")
+        check_backend("eager" if self.auto else backend, precision, device, engine)
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.trained = trained
         self.source = source
         self.backend, self.precision, self.engine_path, self.checkpoint = backend, precision, engine, checkpoint
         self._engines: dict[tuple[int, int], Engine] = {}
+        self._aside: dict[tuple[int, int], EngineAside | None] = {}  # None: this size stays eager
+        self.calls = 0
+        self.switches: list[dict[str, object]] = []  # auto: when each frame size left the eager engine
+        self.last_engine = "eager" if self.auto else backend  # the engine that fused the last frame
         self._model_hash: str | None = None
         self.timings: dict[str, float] = {}
         if not trained:
@@ -171,6 +182,53 @@ class Fuser:
                 self.timings["plan_switch"] = switch
         return engine
 
+    def _compiled_when_ready(self, plan: Plan, height: int, width: int) -> Engine | None:
+        """``auto``: the compiled engine of this size once it is ready (switched to ``plan``), else None."""
+        key = (height, width)
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = self._take_aside(key, plan)
+            if engine is None:
+                return None
+            self._engines[key] = engine
+            self.switches.append({"engine": AUTO_COMPILED, "size": f"{width}x{height}", "frame": self.calls})
+            log.info("fusing %dx%d frames on the compiled %s engine from frame %d", width, height, AUTO_COMPILED, self.calls)
+        switch = engine.set_plan(plan)
+        if switch:
+            self.timings["plan_switch"] = switch
+        return engine
+
+    def _take_aside(self, key: tuple[int, int], plan: Plan) -> Engine | None:
+        if key not in self._aside:
+            self._aside[key] = self._start_aside(key, plan)
+        aside = self._aside[key]
+        if aside is None:
+            return None
+        if aside.error is not None:
+            log.warning("staying on the eager engine: %s", aside.error)
+            self._aside[key] = None
+        return aside.engine
+
+    def _start_aside(self, key: tuple[int, int], plan: Plan) -> EngineAside | None:
+        reason = compiler_missing()
+        if reason is not None:
+            log.warning("staying on the eager engine: the compiled engine needs %s", reason)
+            return None
+        height, width = key
+        device = str(self.device)
+        artifact = cached_artifact(AUTO_COMPILED, self.model_hash, height, width, "fp32", device)
+        args = ["--height", str(height), "--width", str(width), "--precision", "fp32", "--device", device]
+        if self.checkpoint is not None:
+            args += ["--checkpoint", str(self.checkpoint)]
+        aside = EngineAside(artifact, args, lambda path: load_engine(path, self.model, plan, self.model_hash, device))
+        if aside.cached:
+            aside.engine = load_engine(artifact, self.model, plan, self.model_hash, device)  # compiled from the first frame
+            return aside
+        log.warning("fusing on the eager engine while the compiled %s engine for %dx%d builds aside (about a "
+                    "minute, once; cached in %s for every later run)", AUTO_COMPILED, width, height, artifact.parent)
+        aside.start()
+        return aside
+
     def _tensors(self, vis: FrameInput, ir: FrameInput) -> tuple[torch.Tensor, torch.Tensor]:
         v = vis if isinstance(vis, torch.Tensor) else prepare_visible(vis)
         i = ir if isinstance(ir, torch.Tensor) else prepare_infrared(ir)
@@ -195,7 +253,13 @@ class Fuser:
             timings["plan"] = time.perf_counter() - t1
             t1 = time.perf_counter()
         self.timings = timings
-        if self.backend == "eager":
+        compiled = self._compiled_when_ready(plan, v.shape[-2], v.shape[-1]) if self.auto else None
+        self.calls += 1
+        if self.auto:
+            self.last_engine = compiled.name if compiled is not None else "eager"
+        if compiled is not None:
+            fused = compiled(as_rgb(v), i)
+        elif self.backend in ("eager", "auto"):
             fused = self.model(v, i, plan=plan).fused
         else:
             fused = self.engine(plan, v.shape[-2], v.shape[-1])(as_rgb(v), i)

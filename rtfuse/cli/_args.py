@@ -16,11 +16,16 @@ def frame_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """--backend/--precision/--engine/--device, shared by the commands that fuse."""
+def add_engine_arguments(p: argparse.ArgumentParser, default: str = "eager") -> None:
+    """--backend/--precision/--engine/--device, shared by the commands that fuse; a long-running
+    command (``default="auto"``) also offers ``auto``."""
     g = p.add_argument_group("engine backend")
-    g.add_argument("--backend", choices=defaults.BACKENDS, default="eager",
-                   help="eager (default), compiled (torch.compile), aoti (AOTInductor), tensorrt (NVIDIA GPU)")
+    auto = default == "auto"
+    g.add_argument("--backend", choices=(("auto",) if auto else ()) + defaults.BACKENDS, default=default,
+                   help=("auto (default): eager at once, the aoti engine built aside and switched to when ready "
+                         "(cached: later runs start compiled); " if auto else "eager (default), ")
+                   + "compiled (torch.compile), aoti (AOTInductor), tensorrt (NVIDIA GPU)"
+                   + ("; eager" if auto else ""))
     g.add_argument("--precision", choices=defaults.PRECISIONS, help="compiled backends: bf16 (CPU) or fp16 (GPU)")
     g.add_argument("--engine", metavar="export/NAME", help="an artifact from `rtfuse export` (aoti/tensorrt)")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")

@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="recompute the expert plan every S seconds")
     eng.add_argument("--scene-threshold", type=float, default=defaults.SCENE_THRESHOLD,
                      help="thumbnail difference that counts as a scene change")
-    add_engine_arguments(parser)
+    add_engine_arguments(parser, default="auto")
     eng.add_argument("--threads", type=int, metavar="N",
                      help="torch threads for the engine (default: one fewer than the CPU cores, at least 1; "
                           "the capture threads decode on the core left)")

@@ -327,6 +327,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RTFUSE_CACHE", Path.home() / ".cache" / "rtfuse")) / "engines"
 
 
+def cached_artifact(backend: str, model_hash: str, height: int, width: int, precision: str, device: str) -> Path:
+    """Where the engine cache keeps this model's engine for one size, precision, device and torch."""
+    tag = f"{backend}-v{VERSION}-{model_hash[:16]}-{width}x{height}-{precision}-{device}-torch{torch.__version__}"
+    return cache_dir() / tag
+
+
 def create_engine(
     backend: str,
     model: FusionNet,
@@ -351,8 +357,7 @@ def create_engine(
         return CompiledEngine(model, plan, device, precision or "fp32")
     if artifact is None:
         prec = precision or ("fp16" if backend == "tensorrt" else "fp32")
-        tag = f"{backend}-v{VERSION}-{model_hash[:16]}-{width}x{height}-{prec}-{device}-torch{torch.__version__}"
-        artifact = cache_dir() / tag
+        artifact = cached_artifact(backend, model_hash, height, width, prec, device)
         built, _ = artifact_paths(artifact, backend)
         if not built.is_file():
             # a minute or more of silence otherwise: say it at the default log level
