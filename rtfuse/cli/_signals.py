@@ -28,9 +28,9 @@ def signals_stop(stop: threading.Event) -> Iterator[threading.Event]:
     def handler(signum: int, frame: object) -> None:
         if received.is_set():
             raise KeyboardInterrupt
-        log.warning("stopping on %s (send it again to abort)", signal.Signals(signum).name)
-        received.set()
+        received.set()  # before the log call: a second signal during it must abort
         stop.set()
+        log.warning("stopping on %s (send it again to abort)", signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
