@@ -5,7 +5,9 @@ frames (sorted by name, LLVIP style), any URL OpenCV opens (rtsp/http), or ``syn
 source runs in its own thread that stamps ``time.monotonic()`` at grab, converts the image to the
 pipeline's convention (visible: uint8 RGB; infrared: gray, 16-bit through temporal gain control)
 and hands the frame on. A failing source is reopened with exponential backoff; when the retries
-are spent the thread reports an error naming the source instead of hanging the pipeline.
+are spent the thread reports an error naming the source instead of hanging the pipeline. Frames of
+a file that cannot be decoded (a corrupt image in a folder, the missing tail of a cut video) are
+skipped and counted as drops instead: reopening a file does not repair it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +67,18 @@ class StreamEnd:
     error: RtfuseError | None = None
 
 
+class FrameLost(RtfuseError):
+    """Frames of a file that cannot be decoded; the source has moved past them, so no retry helps.
+
+    ``reason`` names the drop (``corrupt``: one unreadable frame; ``truncated``: frames the file's
+    header announces that do not decode), ``count`` how many frames were lost.
+    """
+
+    def __init__(self, message: str, reason: str, count: int = 1):
+        super().__init__(message)
+        self.reason, self.count = reason, count
+
+
 class Source(ABC):
     """One video stream. ``finite`` sources end (files, folders); live ones only fail.
 
@@ -81,7 +96,15 @@ class Source(ABC):
 
     @abstractmethod
     def read(self) -> Grab | None:
-        """Next frame; None means end of stream (finite) or no frame delivered (live)."""
+        """Next frame; None means end of stream (finite) or no frame delivered (live).
+
+        Finite sources raise ``FrameLost`` for frames they skip.
+        """
+
+    @property
+    def length(self) -> int | None:
+        """Frames in the stream where the source knows it (a folder, a video file's header)."""
+        return None
 
     def seek(self, index: int) -> None:
         """Resume at frame ``index`` after a reopen; live sources have nothing to seek."""
@@ -116,15 +139,24 @@ class OpenCVSource(Source):
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
         self._index = index
 
+    @property
+    def length(self) -> int | None:
+        return self._count if self._count > 0 else None  # OpenCV reports unknown counts as 0 or negative
+
     def read(self) -> Grab | None:
         assert self._cap is not None, "open() first"
         if not self._cap.grab():
             if self.finite and self._count > 0 and self._index < self._count:
-                raise RtfuseError(f"{self.name}: read failed at frame {self._index} of {self._count}")
+                at, self._index = self._index, self._count
+                raise FrameLost(f"{self.name}: decoding ends at frame {at} of {self._count} (cut or damaged file)",
+                                "truncated", self._count - at)
             return None
         stamp = time.monotonic()
         ok, img = self._cap.retrieve()
         if not ok or img is None:
+            if self.finite:
+                self._index += 1
+                raise FrameLost(f"{self.name}: frame {self._index - 1} could not be decoded", "corrupt")
             raise RtfuseError(f"{self.name}: frame {self._index} could not be decoded")
         if self.finite and self.fps:
             media = self._index / self.fps
@@ -156,10 +188,18 @@ class FolderSource(Source):
     def seek(self, index: int) -> None:
         self._index = index
 
+    @property
+    def length(self) -> int:
+        return len(self.files)
+
     def read(self) -> Grab | None:
         if self._index >= len(self.files):
             return None
-        img = read_image(self.files[self._index])
+        try:
+            img = read_image(self.files[self._index])
+        except RtfuseError as exc:
+            self._index += 1
+            raise FrameLost(str(exc), "corrupt") from None
         stamp = time.monotonic()
         grab = Grab(img, stamp, self._index / self.fps)
         self._index += 1
@@ -237,7 +277,9 @@ class CaptureThread(threading.Thread):
     wrong path fails at start-up instead of being retried). ``realtime`` paces sources that are
     not self-paced at their fps, so that files behave like cameras in live mode. ``prepare`` turns
     each image into the engine's input here, in parallel with the engine working on the previous
-    pair, instead of on the hot path (its time is part of ``capture_s``).
+    pair, instead of on the hot path (its time is part of ``capture_s``). Frames a file source
+    skips (``FrameLost``) are counted in ``drops`` as ``REASON_STREAM`` (the profiler's counter in
+    the pipeline) and keep their place: frame indices and media times stay stream positions.
     """
 
     def __init__(
@@ -252,6 +294,7 @@ class CaptureThread(threading.Thread):
         max_frames: int | None = None,
         opened: bool = False,
         prepare: Callable[[np.ndarray], Any] | None = None,
+        drops: Counter[str] | None = None,
     ):
         super().__init__(name=f"capture-{stream}", daemon=True)
         self.prepare = prepare
@@ -260,6 +303,7 @@ class CaptureThread(threading.Thread):
         self.max_frames = max_frames
         self._opened = opened
         self.retried = 0  # total reopen attempts, for the profile
+        self.drops: Counter[str] = drops if drops is not None else Counter()
         self._convert = IRConverter() if stream == "ir" else _vis_convert
 
     def run(self) -> None:
@@ -291,6 +335,11 @@ class CaptureThread(threading.Thread):
                     return None
                 if grab is None:
                     raise RtfuseError("no frame delivered")
+            except FrameLost as lost:
+                self.drops[f"{lost.reason}_{self.stream}"] += lost.count
+                index += lost.count
+                log.warning("%s source: %s; %d frame(s) skipped", self.stream, lost, lost.count)
+                continue
             except Exception as exc:  # any failure of a driver/decoder is retried, then reported
                 failures += 1
                 self.retried += 1

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rtfuse.errors import RtfuseError
-from rtfuse.publish import Publisher, Subscriber
+from rtfuse.publish import Publisher, StreamEnded, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,10 @@ class DetectionNode:
         self.processed = 0
 
     def step(self, timeout: float = 0.5) -> dict[str, Any] | None:
-        """Detect on the newest frame (if one arrives within ``timeout``) and republish."""
+        """Detect on the newest frame (if one arrives within ``timeout``) and republish.
+
+        Raises ``StreamEnded`` when the fused stream ended.
+        """
         got = self.subscriber.recv(timeout=timeout, newest=True)
         if got is None or got[0] is None:
             return None
@@ -114,8 +117,13 @@ class DetectionNode:
 
     def run(self, stop: threading.Event, frames: int | None = None,
             on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Detect until ``stop``, ``frames`` processed, or the fused stream ends."""
         while not stop.is_set() and (frames is None or self.processed < frames):
-            message = self.step()
+            try:
+                message = self.step()
+            except StreamEnded as end:
+                log.info("%s", end)
+                return
             if message is not None and on_message is not None:
                 on_message(message)
 

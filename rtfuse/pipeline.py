@@ -8,6 +8,10 @@ processes every frame of file sources in order, as fast as possible or at ``rate
 
 In replay a file frame has no shutter time, so its glass time is the moment the pipeline releases
 it from the decode-ahead queue (decode time is still reported as the capture stage).
+
+Faults are reported, not fatal: frames a file cannot deliver are skipped and counted as drops
+(see capture.py), a stream that ends before the other is named in the profile, and subscribers
+get an end-of-stream message when the run ends without an error (a stop included).
 """
 
 from __future__ import annotations
@@ -189,11 +193,19 @@ class Window:
 
 
 class ReplayFeed:
-    """Pull-based pairing for replay: decode ahead in the capture threads, pair every frame in order."""
+    """Pull-based pairing for replay: decode ahead in the capture threads, pair every frame in order.
 
-    def __init__(self, pairer: ApproximateTimePairer, stop: threading.Event, rate: float):
-        self.pairer, self.stop, self.rate = pairer, stop, rate
+    When one stream ends while the other still has frames, ``ended_first`` names it and
+    ``unpaired_remainder`` maps the other stream to the frames it had left (None: length unknown),
+    frames no pair could use.
+    """
+
+    def __init__(self, pairer: ApproximateTimePairer, stop: threading.Event, rate: float,
+                 lengths: dict[str, int | None]):
+        self.pairer, self.stop, self.rate, self.lengths = pairer, stop, rate, lengths
         self.queues: dict[str, queue.Queue[Frame | StreamEnd]] = {s: queue.Queue(maxsize=4) for s in STREAMS}
+        self.ended_first: str | None = None
+        self.unpaired_remainder: dict[str, int | None] = {}
         self._pending: deque[Pair] = deque()
         self._released = 0
         self._t0: float | None = None
@@ -225,6 +237,8 @@ class ReplayFeed:
             self._pace()
         while not self._pending:
             stream = self.pairer.wanted()
+            if self.pairer.done and not self.stop.is_set():
+                self._note_early_end()
             if stream is None or self.pairer.done or self.stop.is_set():
                 return None
             try:
@@ -241,6 +255,27 @@ class ReplayFeed:
             self._pending.extend(Pair(v, i, now) for v, i in self.pairer.pairs())
         self._released += 1
         return self._pending.popleft()
+
+    def _note_early_end(self) -> None:
+        """If one stream ended alone, look at the other's next item: a frame means it had more."""
+        ended = [s for s in STREAMS if s in self.pairer.ended]
+        if len(ended) != 1:
+            return
+        (other,) = (s for s in STREAMS if s not in self.pairer.ended)
+        while not self.stop.is_set():
+            try:
+                item = self.queues[other].get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, StreamEnd):  # both ended together
+                if item.error is not None:
+                    raise item.error
+                return
+            length = self.lengths[other]
+            self.ended_first = ended[0]
+            self.unpaired_remainder = {other: None if length is None else max(0, length - item.index)}
+            log.warning("the %s stream ended first; the rest of %s is not fused", ended[0], other)
+            return
 
 
 def _build_sources(cfg: PipelineConfig, profiler: Profiler) -> dict[str, Source]:
@@ -289,6 +324,7 @@ class Pipeline:
             log.info("replay of a live source runs until stopped (set frames or duration)")
         self.stop = threading.Event()
         self.report: dict[str, Any] | None = None  # the profile of the last run, also after an error
+        self._feed: ReplayFeed | None = None
         from rtfuse import fuser as fusing  # torch loads when a pipeline is built, not on import
 
         if fuser is None:
@@ -335,7 +371,8 @@ class Pipeline:
             tolerance, min_interval, key="media" if replay else "stamp", drops=self.profiler.drops
         )
         if replay:
-            feed = ReplayFeed(pairer, self.stop, self.cfg.rate)
+            feed = ReplayFeed(pairer, self.stop, self.cfg.rate, {s: src.length for s, src in self.sources.items()})
+            self._feed = feed
             emitters = {s: feed.emitter(s) for s in STREAMS}
             take: Callable[[], Pair | None] = feed.next
 
@@ -364,7 +401,7 @@ class Pipeline:
                 s, self.sources[s], emitters[s], self.stop,
                 realtime=not replay and not self.sources[s].self_paced,
                 retries=self.cfg.retries, backoff_s=self.cfg.backoff_s,
-                max_frames=self.cfg.frames if replay else None, opened=True, prepare=self._preparers[s],
+                opened=True, prepare=self._preparers[s], drops=self.profiler.drops,
             )
             for s in STREAMS
         ]
@@ -391,7 +428,7 @@ class Pipeline:
                 window = Window("rtfuse")
         except Exception:
             if publisher is not None:
-                publisher.close()
+                publisher.close(end_of_stream=False)
             raise
         return publisher, recorder, window
 
@@ -401,12 +438,14 @@ class Pipeline:
         Frames are processed on a worker thread while this thread supervises: once ``stop`` is
         set, the frame in the engine gets ``STOP_GRACE_S`` to finish, then outputs are closed and
         the recording finalised whether or not it did (a slow engine cannot delay shutdown).
-        Returns the profile report (also written to ``cfg.profile`` when set).
+        Subscribers get the end-of-stream message unless the run failed. Returns the profile
+        report (also written to ``cfg.profile`` when set).
         """
         cfg = self.cfg
         publisher = recorder = window = plans = None
         threads: list[CaptureThread] = []
         errors: list[BaseException] = []
+        failed = True
         try:
             publisher, recorder, window = self._outputs()
             self._outputs_open = True
@@ -428,6 +467,7 @@ class Pipeline:
                 log.warning("a frame was still in the engine after %.1f s; shutting down without it", STOP_GRACE_S)
             if errors:
                 raise errors[0]
+            failed = False
         finally:
             drops = dict(self.profiler.drops)  # frames in flight at shutdown are not drops
             self.stop.set()
@@ -443,7 +483,7 @@ class Pipeline:
             if window is not None:
                 window.close()
             if publisher is not None:
-                publisher.close()
+                publisher.close(end_of_stream=not failed)
             self.profiler.drops.clear()
             self.profiler.drops.update(drops)
             log.info("pipeline stopped, outputs closed")
@@ -456,9 +496,13 @@ class Pipeline:
         self.profiler.meta = {
             "vis": cfg.vis, "ir": cfg.ir, "mode": self.mode, "publish": cfg.publish, "encoding": cfg.encoding,
             "record": cfg.record, "recorded_frames": recorder.frames if recorder else 0,
-            "engine": getattr(self.fuser, "backend", type(self.fuser).__name__),
+            "engine": getattr(self.fuser, "last_engine", getattr(self.fuser, "backend", type(self.fuser).__name__)),
+            "engine_backend": getattr(self.fuser, "backend", None),
+            "engine_switches": list(getattr(self.fuser, "switches", [])),
             "source_fps": min((src.fps for src in self.sources.values() if src.fps), default=None),
             "source_retries": sum(t.retried for t in threads),
+            "ended_first": self._feed.ended_first if self._feed else None,
+            "unpaired_remainder": self._feed.unpaired_remainder if self._feed else {},
         }
         report = self.profiler.report()
         if cfg.profile:

@@ -7,6 +7,8 @@ plus the engine's pre-processing), inference, postprocess, publish. Glass-to-gla
 earlier grab stamp of the pair to the moment the frame was handed to the publisher socket.
 Two overheads are reported: glass-to-glass minus inference (``overhead_ms``), and glass-to-glass
 minus the whole engine call, i.e. what the pipeline itself adds (``pipeline_overhead_ms``).
+Frames that were not fused are counted in ``drops`` by reason; a replay whose sources end apart
+names the one that ended first (``meta.ended_first``, ``meta.unpaired_remainder``).
 """
 
 from __future__ import annotations
@@ -149,18 +151,53 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"  {stage:<12} {_fmt(stats)}")
     drops = report["drops"]
     lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) if drops else "none"))
+    meta = report.get("meta", {})
+    if meta.get("ended_first"):  # replay: one source ended, the other had frames no pair could use
+        ((other, left),) = meta["unpaired_remainder"].items()
+        rest = f"the rest of {other}" if left is None else f"{left} {other} frames"
+        lines.append(f"{meta['ended_first']} ended first: {rest} left unpaired")
     changes = report["label_changes"]
     lines.append(
         "degradation labels: " + (" -> ".join(f"{c['to']}@{c['frame']}" for c in changes) if changes else "none")
     )
-    meta = report.get("meta", {})
+    lines.extend(engine_lines(report))
     source_fps = meta.get("source_fps")
-    if meta.get("engine") == "eager" and source_fps and report["fps"] < 0.9 * source_fps:
+    if meta.get("engine") == "eager" and meta.get("engine_backend") != "auto" and source_fps and report["fps"] < 0.9 * source_fps:
         lines.append(
             f"hint: the eager engine kept {report['fps']:.0f} of the sources' {source_fps:.0f} FPS; a compiled engine "
             "runs the same model about 3x faster: `backend` aoti (built once, about a minute; docs/engines.md)"
         )
     return "\n".join(lines)
+
+
+def since_frame(report: dict[str, Any], frame: int) -> dict[str, float] | None:
+    """FPS and medians (ms) of the frames from ``frame`` on (None with fewer than two of them)."""
+    series = report["series"]
+    first = max(0, frame - (report["frames"] - len(series["t_s"])))  # the series leaves out the first frames
+    t = np.array(series["t_s"][first:], dtype=np.float64)
+    if len(t) < 2 or t[-1] <= t[0]:
+        return None
+    return {"t_s": float(t[0]), "fps": (len(t) - 1) / float(t[-1] - t[0]),
+            "glass_to_glass_p50_ms": float(np.median(series["glass_to_glass_ms"][first:])),
+            "inference_p50_ms": float(np.median(series["inference_ms"][first:]))}
+
+
+def engine_lines(report: dict[str, Any]) -> list[str]:
+    """The ``auto`` engine's story: when it left the eager engine and how the run went after."""
+    meta = report["meta"]
+    if meta.get("engine_backend") != "auto":
+        return []
+    switches = meta.get("engine_switches") or []
+    if not switches:
+        return ["engine: eager all along; the compiled aoti engine was still building aside and stays cached "
+                "(the next run starts compiled), or could not be built (see the warnings above)"]
+    frame = int(switches[0]["frame"])
+    after = since_frame(report, frame)
+    line = f"engine: {'eager, then ' if frame else ''}{switches[0]['engine']} from frame {frame}"
+    if after is not None:
+        line += (f" (t={after['t_s']:.1f} s); since then {after['fps']:.1f} FPS, glass-to-glass p50 "
+                 f"{after['glass_to_glass_p50_ms']:.1f} ms, inference p50 {after['inference_p50_ms']:.1f} ms")
+    return [line]
 
 
 def plot(report: dict[str, Any], path: str | Path) -> None:

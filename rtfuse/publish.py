@@ -6,6 +6,14 @@ expert plan id); the payload is the raw C-order pixels (sent zero-copy) or a JPE
 an XPUB (a PUB that also reports subscriptions, so a replay can wait for its subscribers) with a
 small send high-water mark: a slow subscriber loses old frames, the publisher never blocks and
 its memory stays flat (ZMQ_CONFLATE would do this but does not work with multipart messages).
+A publisher that closes normally ends with a ``[topic, header]`` message whose header is
+``{"end_of_stream": true, "stream": ID, "sent": N, "topic": ...}``; ``Subscriber.recv`` raises
+``StreamEnded`` on it, so that the end of a stream does not look like a lost publisher. A
+subscriber confirms the end by unsubscribing (and subscribing again, ready for the next
+publisher). Until every subscriber confirmed or left (``END_TIMEOUT_S`` at most) the publisher
+sends the message again every ``END_RESEND_S``, because a full subscriber queue drops it like a
+frame, and ZeroMQ discards on close whatever it has not written to the network yet; subscribers
+skip the copies by their ``stream`` id.
 
 Binding anything but loopback needs CURVE keys (``rtfuse keys``), or an explicit ``insecure``.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,8 @@ DEFAULT_ENDPOINT = defaults.ENDPOINT
 DEFAULT_TOPIC = defaults.TOPIC
 SERVER_KEY = "server"
 CLIENT_KEY = "client"
+END_TIMEOUT_S = 0.5  # how long close() waits for the subscribers to confirm the end-of-stream message
+END_RESEND_S = 0.1  # how often it sends the message again meanwhile
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -111,6 +122,19 @@ def decode_frame(payload: memoryview | bytes, header: dict) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
 
 
+class StreamEnded(Exception):
+    """The publisher closed its stream normally (end of a replay, a stop): not an error.
+
+    ``Subscriber.recv`` raises it at the end-of-stream message; ``sent`` is how many messages the
+    publisher had sent, ``header`` the whole message.
+    """
+
+    def __init__(self, endpoint: str, header: dict):
+        self.header = header
+        self.sent: int | None = header.get("sent")
+        super().__init__(f"{endpoint}: the stream ended ({self.sent} messages sent)")
+
+
 class Publisher:
     """Non-blocking frame publisher on an XPUB socket.
 
@@ -139,6 +163,7 @@ class Publisher:
         self.endpoint, self.topic, self.encoding, self.jpeg_quality = endpoint, topic.encode(), encoding, jpeg_quality
         self.sent = 0
         self.subscribers = 0
+        self.stream_id = secrets.token_hex(8)  # tells the copies of this stream's end-of-stream message apart
         # ZeroMQ allows one authenticator (ZAP handler) per context, and a stopped one releases its
         # inproc endpoint asynchronously: a keyed publisher gets a context of its own, so that two
         # of them in one process (or one right after another) never collide on it.
@@ -217,15 +242,48 @@ class Publisher:
         self._sock.send_multipart([self.topic, head], flags=zmq.NOBLOCK)
         self.sent += 1
 
-    def close(self) -> None:
+    def close(self, end_of_stream: bool = True) -> None:
+        """Close the socket; ``end_of_stream`` first tells the subscribers that the stream ended.
+
+        Pass False when the stream failed: subscribers then time out, as when a publisher dies.
+        """
+        if self._sock.closed:
+            return
+        if end_of_stream:
+            self._end_stream()
         self._sock.close(linger=0)
         self._release_auth()
+
+    def _end_stream(self) -> None:
+        """Send the end-of-stream message until each subscriber confirmed it or left.
+
+        A subscriber that never reads, or does not confirm (a raw ZeroMQ socket, an older rtfuse),
+        costs ``END_TIMEOUT_S`` once, at close, and may get several copies.
+        """
+        self._poll_subscriptions()
+        waiting = self.subscribers
+        head = json.dumps({"end_of_stream": True, "stream": self.stream_id, "sent": self.sent,
+                           "topic": self.topic.decode()}).encode()
+        deadline = time.monotonic() + END_TIMEOUT_S
+        resend_at = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= resend_at:
+                self._sock.send_multipart([self.topic, head], flags=zmq.NOBLOCK)
+                resend_at = now + END_RESEND_S
+            if waiting <= 0:
+                return
+            if now >= deadline:
+                log.info("%s: %d subscriber(s) did not confirm the end of the stream", self.endpoint, waiting)
+                return
+            if self._sock.poll((min(resend_at, deadline) - now) * 1000) and self._sock.recv()[:1] == b"\x00":
+                waiting -= 1  # an unsubscription: a confirmation, or a subscriber leaving
 
     def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(end_of_stream=exc_type is None)
 
 
 class Subscriber:
@@ -250,6 +308,7 @@ class Subscriber:
         self.received = 0
         self.missed = 0  # frames skipped for newest-first reading or lost to a full queue
         self._last_frame: int | None = None
+        self._ended: str | None = None  # stream id of the last end-of-stream message: its copies are skipped
         self._ctx = context or zmq.Context.instance()
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.RCVHWM, hwm)
@@ -259,7 +318,8 @@ class Subscriber:
             public, secret = _load_secret(keys / f"{key_name}.key_secret")
             sock.curve_secretkey, sock.curve_publickey = secret, public
             sock.curve_serverkey = _load_public(keys / f"{SERVER_KEY}.key")
-        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._topic = topic.encode()
+        sock.setsockopt(zmq.SUBSCRIBE, self._topic)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -270,6 +330,10 @@ class Subscriber:
     def _parse(self, parts: list[zmq.Frame]) -> tuple[np.ndarray | None, dict] | None:
         try:
             header = json.loads(parts[1].bytes)
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
+            if header.get("end_of_stream") is True:
+                return self._end(header)
             frame = None if len(parts) == 2 else decode_frame(parts[2].buffer, header)
         except (IndexError, KeyError, ValueError, TypeError, RtfuseError) as exc:
             self.malformed += 1
@@ -283,10 +347,23 @@ class Subscriber:
             self._last_frame = n
         return frame, header
 
+    def _end(self, header: dict) -> None:
+        """Raise StreamEnded at an end-of-stream message, and confirm it; its copies give None."""
+        if header.get("stream") is not None and header.get("stream") == self._ended:
+            return None
+        self._ended = header.get("stream")
+        # the publisher sees the unsubscription; subscribing again waits for the next publisher
+        self._sock.setsockopt(zmq.UNSUBSCRIBE, self._topic)
+        self._sock.setsockopt(zmq.SUBSCRIBE, self._topic)
+        raise StreamEnded(self.endpoint, header)
+
     def recv(self, timeout: float | None = 1.0, newest: bool = True) -> tuple[np.ndarray | None, dict] | None:
         """Next (frame, header), or None when nothing arrived within ``timeout`` seconds.
 
         Messages without pixels (``Publisher.send_header``: detections) give ``(None, header)``.
+        Raises ``StreamEnded`` when the publisher ended the stream (and confirms it to the
+        publisher); the subscriber stays connected, so a later call receives a new publisher on the
+        same endpoint.
         """
         if not self._sock.poll(None if timeout is None else timeout * 1000):
             return None

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rtfuse.capture import CaptureThread, FolderSource, Frame, Grab, OpenCVSource, Source, StreamEnd, open_source
+from rtfuse.capture import (CaptureThread, FolderSource, Frame, FrameLost, Grab, OpenCVSource, Source, StreamEnd,
+                            open_source)
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import list_images, write_image
 from rtfuse.synthetic import SyntheticScene
@@ -55,6 +56,53 @@ def test_end_of_file_ends_the_stream_cleanly(tmp_path: Path):
     frames, end, thread = collect("vis", open_source(str(tmp_path / "short.mp4"), "vis"))
     assert end.error is None and len(frames) == 7 and thread.retried == 0
     assert frames[0].image.shape == (48, 64, 3)
+
+
+def cut_video(path: Path, n: int, keep: float = 0.6) -> int:
+    """An MJPG .avi of ``n`` noise frames cut to its first ``keep`` of bytes; returns the frames that decode.
+
+    Its header still announces ``n`` frames (a cut .mp4 would not open at all: its index is at the end).
+    """
+    rng = np.random.default_rng(1)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for _ in range(n):
+        w.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == n
+    decoded = 0
+    while cap.grab():
+        decoded += 1
+    cap.release()
+    assert 0 < decoded < n
+    return decoded
+
+
+def test_a_cut_video_ends_at_its_last_frame_with_the_shortfall_counted(tmp_path: Path):
+    decoded = cut_video(tmp_path / "cut.avi", 20)
+    src = open_source(str(tmp_path / "cut.avi"), "vis")
+    frames, end, thread = collect("vis", src)
+    assert end.error is None and len(frames) == decoded and thread.retried == 0  # a file is not reopened
+    assert thread.drops == {"truncated_vis": 20 - decoded}
+    assert src.length == 20
+
+
+def test_a_corrupt_frame_file_is_skipped_and_counted_in_place(tmp_path: Path):
+    for k in range(5):
+        write_image(tmp_path / f"{k:03d}.png", np.full((8, 8), 40 * k, np.uint8))
+    (tmp_path / "002.png").write_bytes((tmp_path / "002.png").read_bytes()[:30])
+    frames, end, thread = collect("ir", open_source(str(tmp_path), "ir", fps=10))
+    assert end.error is None and thread.retried == 0 and thread.drops == {"corrupt_ir": 1}
+    assert [f.index for f in frames] == [0, 1, 3, 4]  # positions in the stream, the gap kept
+    assert [f.media_time for f in frames] == pytest.approx([0, 0.1, 0.3, 0.4])
+    assert [int(f.image[0, 0]) for f in frames] == [0, 40, 120, 160]
+    src = FolderSource(list_images(tmp_path), "frames")
+    src.seek(2)
+    with pytest.raises(FrameLost, match="002.png: not a readable image") as lost:
+        src.read()
+    assert lost.value.reason == "corrupt" and lost.value.count == 1 and src.read().media_time == pytest.approx(0.1)
 
 
 def test_video_files_decode_on_one_thread(tmp_path: Path):

@@ -17,13 +17,15 @@ import pytest
 import torch
 
 from rtfuse.calib import Calibration, RegistrationStats
+from rtfuse.capture import FolderSource, Grab, Source
 from rtfuse.errors import RtfuseError
 from rtfuse.fuser import Fuser, _unit_tensor, prepare_infrared, prepare_visible, to_uint8_image
-from rtfuse.imageio import read_image, write_image
+from rtfuse.imageio import list_images, read_image, write_image
 from rtfuse.pipeline import Pipeline, PipelineConfig, PlanManager, scene_changed, scene_signature
 from rtfuse.process import engine_threads
 from rtfuse.profiling import STAGES, Profiler, load_report, summary
-from rtfuse.publish import Subscriber
+from rtfuse.publish import StreamEnded, Subscriber
+from rtfuse.video import read_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +59,21 @@ def write_folder(folder: Path, n: int, shape: tuple[int, ...], corrupt: int | No
         if k == corrupt:
             path.write_bytes(path.read_bytes()[:40])
     return folder
+
+
+def write_avi(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+    """Motion-JPEG .avi: its header holds the frame count, and a cut copy still opens."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def real_frames(path: Path, n: int, size: tuple[int, int] = (160, 120)) -> list[np.ndarray]:
+    """The first ``n`` frames of a real clip, made small so that fusing them is quick."""
+    return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in read_video(path, n)]
 
 
 def test_replay_of_real_clips_reaches_two_subscribers_and_records(shared_data: Path, fuser: Fuser, tmp_path: Path):
@@ -110,6 +127,7 @@ def test_mismatched_sizes_are_refused_unless_resized(fuser: Fuser, tmp_path: Pat
     report = Pipeline(PipelineConfig(**base, resize=True, record=str(tmp_path / "r.mp4")), fuser=fuser).run()
     assert report["frames"] == 3  # and the replay ends cleanly at the end of the folders
     assert frame_count(tmp_path / "r.mp4") == 3
+    assert report["meta"]["ended_first"] is None and report["meta"]["unpaired_remainder"] == {}  # ended together
 
 
 
@@ -164,17 +182,96 @@ def test_folder_pairs_missing_partners_are_counted(fuser: Fuser, tmp_path: Path)
     assert report["frames"] == 3 and report["drops"] == {"unpaired_file": 1}
 
 
-def test_source_failing_mid_run_is_retried_then_stops_naming_the_source(fuser: Fuser, tmp_path: Path):
+def test_a_corrupt_frame_file_is_skipped_and_counted_and_the_replay_goes_on(fuser: Fuser, tmp_path: Path):
+    """A file does not heal when reopened: its frame is dropped at once, by reason, not retried."""
     vis = write_folder(tmp_path / "vi", 6, (32, 32, 3), corrupt=3)
     ir = write_folder(tmp_path / "ir", 6, (32, 32))
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    headers: list[dict] = []
+    ended: list[StreamEnded] = []
+
+    def listen() -> None:
+        with Subscriber(endpoint) as sub:
+            try:
+                while (got := sub.recv(timeout=60, newest=False)) is not None:
+                    headers.append(got[1])
+            except StreamEnded as end:
+                ended.append(end)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    cfg = PipelineConfig(vis=str(vis), ir=str(ir), publish=endpoint, wait_subscribers=1, wait_timeout=60)
+    report = Pipeline(cfg, fuser=fuser).run()
+    listener.join(timeout=30)
+    assert [(h["index_vis"], h["index_ir"]) for h in headers] == [(0, 0), (1, 1), (2, 2), (4, 4), (5, 5)]
+    assert report["frames"] == 5 and report["meta"]["source_retries"] == 0
+    assert report["drops"] == {"corrupt_vis": 1, "unmatched_ir": 1}  # the frame, and its partner left alone
+    assert "drops: corrupt_vis 1, unmatched_ir 1" in summary(report)
+    assert report["meta"]["ended_first"] is None
+    assert len(ended) == 1 and ended[0].sent == 5  # the subscriber was told the stream ended
+    report = Pipeline(PipelineConfig(vis=str(vis), ir=str(ir), publish=None, frames=4), fuser=fuser).run()
+    assert report["frames"] == 4 and report["meta"]["ended_first"] is None  # `frames` counts fused pairs
+
+
+def test_a_cut_video_replays_to_its_end_with_the_shortfall_counted(shared_data: Path, fuser: Fuser, tmp_path: Path):
+    clips = shared_data / "video/m2vd"
+    vis = write_avi(tmp_path / "vi.avi", real_frames(clips / "vi/0111_1716.mp4", 20))
+    ir = write_avi(tmp_path / "ir.avi", real_frames(clips / "ir/0111_1716.mp4", 20))
+    vis.write_bytes(vis.read_bytes()[: int(vis.stat().st_size * 0.6)])  # the header still announces 20
+    decodable = frame_count(vis)
+    assert 0 < decodable < 20
+    report = Pipeline(PipelineConfig(vis=str(vis), ir=str(ir), publish=None), fuser=fuser).run()
+    assert report["frames"] == decodable and report["meta"]["source_retries"] == 0
+    assert report["drops"] == {"truncated_vis": 20 - decodable}
+    assert report["meta"]["ended_first"] == "vis" and report["meta"]["unpaired_remainder"] == {"ir": 20 - decodable}
+    # a cut .mp4 has lost its index (written last): it is refused at start, naming the file
+    mp4 = tmp_path / "cut.mp4"
+    mp4.write_bytes((clips / "vi/0111_1716.mp4").read_bytes()[:600_000])
+    with pytest.raises(RtfuseError, match=f"{mp4}: cannot open"):
+        Pipeline(PipelineConfig(vis=str(mp4), ir=str(ir), publish=None), fuser=fuser).run()
+
+
+def test_a_source_that_ends_first_is_named_in_the_summary_and_the_report(shared_data: Path, fuser: Fuser,
+                                                                         tmp_path: Path):
+    ir = shared_data / "video/m2vd/ir/0111_1716.mp4"
+    vis = write_avi(tmp_path / "vi.avi", real_frames(shared_data / "video/m2vd/vi/0111_1716.mp4", 8))
+    report = Pipeline(PipelineConfig(vis=str(vis), ir=str(ir), resize=True, publish=None), fuser=fuser).run()
+    left = frame_count(ir) - 8
+    assert report["frames"] == 8 and report["drops"] == {}
+    assert report["meta"]["ended_first"] == "vis" and report["meta"]["unpaired_remainder"] == {"ir": left}
+    assert f"vis ended first: {left} ir frames left unpaired" in summary(report)
+
+
+class UnpluggedCamera(Source):
+    """A camera driver that delivers ``good`` frames, then fails on every read (a pulled cable)."""
+
+    finite = False
+    self_paced = True
+    fps = 30.0
+
+    def __init__(self, good: int):
+        self.name, self.good, self._index = "usb-cam", good, 0
+
+    def open(self) -> None:
+        """Reopening finds the device node; reading is what fails."""
+
+    def read(self) -> Grab:
+        if self._index >= self.good:
+            raise OSError("USB transfer error")
+        self._index += 1
+        return Grab(np.full((32, 32, 3), 90, np.uint8), time.monotonic(), (self._index - 1) / self.fps)
+
+
+def test_a_camera_failing_mid_run_is_retried_then_stops_naming_the_source(fuser: Fuser, tmp_path: Path):
+    ir = write_folder(tmp_path / "ir", 6, (32, 32))
+    sources = {"vis": UnpluggedCamera(good=3), "ir": FolderSource(list_images(ir), str(ir))}
+    cfg = PipelineConfig(vis="usb-cam", ir=str(ir), mode="replay", publish=None, retries=2, backoff_s=0.05)
     done: list[int] = []
-    cfg = PipelineConfig(vis=str(vis), ir=str(ir), publish=None, retries=2, backoff_s=0.05)
     t0 = time.monotonic()
     with pytest.raises(RtfuseError) as err:
-        Pipeline(cfg, fuser=fuser).run(on_frame=done.append)
-    message = str(err.value)
-    assert f"vis source '{vis}' failed after 2 retries" in message and "0003.png" in message
-    assert done == [1, 2, 3] and time.monotonic() - t0 >= 0.15
+        Pipeline(cfg, fuser=fuser, sources=sources).run(on_frame=done.append)
+    assert "vis source 'usb-cam' failed after 2 retries: OSError: USB transfer error" in str(err.value)
+    assert done == [1, 2, 3] and time.monotonic() - t0 >= 0.15  # backoff 0.05 s, then 0.1 s
 
 
 def test_non_loopback_publish_without_keys_is_refused(fuser: Fuser):
@@ -209,11 +306,12 @@ def test_sigint_stops_a_live_run_within_2s_with_the_recording_finalised(tmp_path
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rtfuse.cli", "run", "--size", "96x64", "--duration", "120", "--publish", endpoint,
+        [sys.executable, "-m", "rtfuse.cli", "run", "--backend", "eager", "--size", "96x64", "--duration", "120", "--publish", endpoint,
          "--record", str(out), "--profile", str(tmp_path / "live.json")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
+    ended: StreamEnded | None = None
     try:
         with Subscriber(endpoint) as sub:
             headers = []
@@ -222,9 +320,14 @@ def test_sigint_stops_a_live_run_within_2s_with_the_recording_finalised(tmp_path
                 got = sub.recv(timeout=1.0, newest=False)
                 if got is not None:
                     headers.append(got[1])
-        assert len(headers) == 3, proc.stderr.read() if proc.poll() is not None else "no frames"
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+            assert len(headers) == 3, proc.stderr.read() if proc.poll() is not None else "no frames"
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            while ended is None and time.monotonic() < t0 + 10:
+                try:
+                    sub.recv(timeout=1.0)
+                except StreamEnded as end:
+                    ended = end
         stdout, stderr = proc.communicate(timeout=10)
         elapsed = time.monotonic() - t0
     finally:
@@ -233,6 +336,7 @@ def test_sigint_stops_a_live_run_within_2s_with_the_recording_finalised(tmp_path
             proc.wait()
     assert proc.returncode == 0, stderr
     assert elapsed < 2.0, f"shutdown took {elapsed:.2f} s"
+    assert ended is not None and ended.sent >= 3  # a stop ends the stream for subscribers
     recorded = int(stdout.split("recorded ")[1].split()[0])
     assert recorded >= 3 and frame_count(out) == recorded
     report = load_report(tmp_path / "live.json")
@@ -250,27 +354,33 @@ def test_a_recording_survives_any_stop(stop: str, tmp_path: Path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out, profile = tmp_path / "rec.mkv", tmp_path / "rec.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rtfuse.cli", "run", "--size", "320x240", "--duration", "120", "--publish", endpoint,
+        [sys.executable, "-m", "rtfuse.cli", "run", "--backend", "eager", "--size", "320x240", "--duration", "120", "--publish", endpoint,
          "--record", str(out), "--profile", str(profile)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     received: list[float] = []
+    handled = ""  # stderr up to the line that says the first signal was handled
     try:
         with Subscriber(endpoint) as sub:
             deadline = time.monotonic() + 120
             while len(received) < 90 and time.monotonic() < deadline and proc.poll() is None:
                 if sub.recv(timeout=1.0, newest=False) is not None:
                     received.append(time.monotonic())
-        assert len(received) == 90, proc.stderr.read() if proc.poll() is not None else "too few frames"
-        stopped = time.monotonic()
-        if stop == "SIGKILL":
-            proc.kill()
-        else:
-            proc.send_signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
-            if stop == "SIGINT twice":
-                time.sleep(0.05)
-                proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+            assert len(received) == 90, proc.stderr.read() if proc.poll() is not None else "too few frames"
+            # the subscriber stops reading: a clean stop waits 0.5 s for it to confirm the end of the
+            # stream, and a second Ctrl-C in that time must abort at once
+            stopped = time.monotonic()
+            if stop == "SIGKILL":
+                proc.kill()
+            else:
+                proc.send_signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
+                if stop == "SIGINT twice":  # once the first is handled: sent too soon, both make one stop
+                    while "stopping on SIGINT" not in handled and (line := proc.stderr.readline()):
+                        handled += line
+                    time.sleep(0.05)  # the handler logs before it notes the signal (rtfuse/cli/_signals.py)
+                    proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=30)
+        stderr = handled + stderr
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -295,6 +405,20 @@ def test_the_profile_is_written_when_a_run_fails(fuser: Fuser, tmp_path: Path):
     with pytest.raises(RtfuseError, match="0 of 1 subscribers"):
         pipeline.run()
     assert load_report(tmp_path / "p.json")["frames"] == 0 and pipeline.report["frames"] == 0
+
+
+def test_summary_says_when_the_auto_engine_switched_and_how_it_ran_since():
+    profiler = Profiler()
+    for k in range(12):  # 15 FPS on the eager engine, then 30 FPS compiled from frame 6
+        t = 100.0 + (k / 15 if k < 6 else 6 / 15 + (k - 6) / 30)
+        profiler.add({s: 0.001 for s in STAGES}, 0.05 if k < 6 else 0.02, t, 0.06 if k < 6 else 0.025)
+    profiler.meta = {"engine": "aoti", "engine_backend": "auto", "source_fps": 30.0,
+                     "engine_switches": [{"engine": "aoti", "size": "64x48", "frame": 6}]}
+    text = summary(profiler.report())
+    assert "engine: eager, then aoti from frame 6" in text and "since then 30.0 FPS" in text
+    assert "hint:" not in text
+    profiler.meta = {"engine": "eager", "engine_backend": "auto", "source_fps": 30.0, "engine_switches": []}
+    assert "still building aside and stays cached" in summary(profiler.report())
 
 
 def test_summary_hints_at_a_compiled_engine_when_eager_falls_behind():
@@ -339,6 +463,29 @@ def test_subscribe_cli_prints_a_line_per_frame(fuser: Fuser):
     lines = stdout.splitlines()
     assert [line.split()[1] for line in lines] == ["0", "1", "2"]
     assert all("48x32 raw" in line and "label" in line and "glass-to-here" in line for line in lines)
+
+
+def test_subscribe_cli_exits_0_when_a_run_ends_its_stream():
+    """The end of a run is not a lost publisher: `rtfuse subscribe` says so and exits 0."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    sub = subprocess.Popen([sys.executable, "-m", "rtfuse.cli", "subscribe", "--connect", endpoint, "--all",
+                            "--timeout", "120"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "rtfuse.cli", "run", "--backend", "eager", "--size", "48x32", "--mode", "replay",
+             "--frames", "3", "--publish", endpoint, "--wait-subscribers", "1", "--wait-timeout", "60"],
+            cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        stdout, stderr = sub.communicate(timeout=30)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+    assert run.returncode == 0, run.stderr
+    assert sub.returncode == 0, stderr
+    *frames, last = stdout.splitlines()
+    assert [line.split()[1] for line in frames] == ["0", "1", "2"]
+    assert last == f"stream ended: the publisher at {endpoint} closed it after 3 messages (3 received here)"
 
 
 def test_window_output_refuses_clearly_without_a_gui():

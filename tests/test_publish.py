@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -17,11 +18,17 @@ import zmq
 
 from rtfuse.detect import Detection, DetectionNode, detection_message, yolo_detector
 from rtfuse.errors import RtfuseError
-from rtfuse.publish import Publisher, Subscriber, generate_keys, is_loopback
+from rtfuse.publish import Publisher, StreamEnded, Subscriber, generate_keys, is_loopback
 
 REPO = Path(__file__).resolve().parents[1]
 ANY_PORT = "tcp://127.0.0.1:*"
 HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def frames(n: int = 4, shape=(480, 640, 3)) -> list[np.ndarray]:
@@ -51,18 +58,104 @@ def test_raw_and_jpeg_round_trip_with_header():
                 assert float(np.abs(frame.astype(int) - img).mean()) < 60  # noise image: JPEG is lossy
 
 
-def test_wire_format_is_three_parts_topic_json_payload():
+def test_wire_format_is_three_parts_topic_json_payload_and_a_two_part_end():
     img = frames(1, (4, 5, 3))[0]
-    with Publisher(ANY_PORT, topic="cam") as pub:
-        sock = zmq.Context.instance().socket(zmq.SUB)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.connect(pub.endpoint)
-        assert pub.wait_for_subscribers(1, timeout=5)
-        pub.send(img, {"frame": 0})
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    try:
+        with Publisher(ANY_PORT, topic="cam") as pub:
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.connect(pub.endpoint)
+            assert pub.wait_for_subscribers(1, timeout=5)
+            pub.send(img, {"frame": 0})
+            assert sock.poll(5000)
+            topic, header, payload = sock.recv_multipart()
         assert sock.poll(5000)
-        topic, header, payload = sock.recv_multipart()
-        sock.close()
+        end = sock.recv_multipart()
+    finally:
+        sock.close(linger=0)
     assert topic == b"cam" and json.loads(header)["shape"] == [4, 5, 3] and payload == img.tobytes()
+    assert end[0] == b"cam" and json.loads(end[1]) == {"end_of_stream": True, "stream": pub.stream_id, "sent": 1,
+                                                       "topic": "cam"}
+
+
+def test_subscribers_see_the_end_of_a_stream_but_not_of_a_failed_one():
+    imgs = frames(3, (8, 8, 3))
+    with Publisher(ANY_PORT) as pub, Subscriber(pub.endpoint) as sub:
+        assert pub.wait_for_subscribers(1, timeout=5)
+        for k in range(3):
+            pub.send(imgs[k], {"frame": k})
+        pub.close()
+        assert [sub.recv(timeout=5, newest=False)[1]["frame"] for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(StreamEnded, match="the stream ended") as ended:
+            sub.recv(timeout=5)
+        assert ended.value.sent == 3 and sub.received == 3
+        assert sub.recv(timeout=0.3) is None  # the copies sent until the confirmation are skipped
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with Subscriber(endpoint) as sub:
+        with pytest.raises(RuntimeError, match="camera on fire"), Publisher(endpoint) as failing:
+            assert failing.wait_for_subscribers(1, timeout=5)
+            failing.send(imgs[0], {"frame": 0})
+            assert sub.recv(timeout=5)[1]["frame"] == 0
+            raise RuntimeError("camera on fire")
+        assert sub.recv(timeout=0.5) is None  # a failed stream closes without the end-of-stream message
+
+
+PUBLISH_3 = """
+import sys
+import numpy as np
+from rtfuse.publish import Publisher
+with Publisher(sys.argv[1]) as pub:
+    assert pub.wait_for_subscribers(1, timeout=30)
+    for k in range(3):
+        pub.send(np.zeros((8, 8, 3), np.uint8), {"frame": k})
+"""
+
+
+def test_after_an_end_the_subscriber_receives_the_next_publisher_on_the_endpoint():
+    """A publisher process that starts again (a restarted run) reaches the same Subscriber."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with Subscriber(endpoint) as sub:
+        for _ in range(2):
+            proc = subprocess.Popen([sys.executable, "-c", PUBLISH_3, endpoint], cwd=REPO)
+            try:
+                assert [sub.recv(timeout=30, newest=False)[1]["frame"] for _ in range(3)] == [0, 1, 2]
+                with pytest.raises(StreamEnded):
+                    sub.recv(timeout=30)
+                assert proc.wait(timeout=30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+
+def test_a_lagging_subscriber_still_gets_the_end_of_the_stream():
+    """A full queue drops the end-of-stream message like a frame: the publisher sends it again
+    until the subscriber confirms."""
+    imgs = frames(4)
+    other = zmq.Context()  # the subscriber's own I/O thread, as in another process
+    got: list[int] = []
+    ended: list[StreamEnded] = []
+    try:
+        with Publisher(ANY_PORT) as pub, Subscriber(pub.endpoint, context=other) as slow:
+            assert pub.wait_for_subscribers(1, timeout=5)
+            for k in range(60):  # far more than the queues and socket buffers hold
+                pub.send(imgs[k % 4], {"frame": k})
+
+            def read() -> None:
+                time.sleep(0.2)  # the publisher closes while the queues are still full
+                try:
+                    while (message := slow.recv(timeout=5, newest=False)) is not None:
+                        got.append(message[1]["frame"])
+                except StreamEnded as end:
+                    ended.append(end)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            pub.close()
+            reader.join(timeout=30)
+    finally:
+        other.term()
+    assert 0 < len(got) < 60 and ended and ended[0].sent == 60
 
 
 def test_newest_skips_queued_frames_and_counts_them():
@@ -207,6 +300,23 @@ def test_detection_node_republishes_detections_as_json():
     assert header["frame"] == 3 and header["grab"] == 1.5 and header["label"] == "clean"
     assert header["detections"] == [{"cls": 0, "name": "hot", "conf": 1.0, "box": [30.0, 10.0, 40.0, 20.0]}]
     assert detection_message({"frame": 1}, [], 0.0)["detections"] == []
+
+
+def test_detection_node_stops_at_the_end_of_the_fused_stream_and_passes_it_on():
+    img = np.zeros((48, 64, 3), np.uint8)
+    with Publisher(ANY_PORT) as pub, DetectionNode(bright_blob_detector, pub.endpoint, ANY_PORT) as node, \
+            Subscriber(node.publisher.endpoint, topic="detections") as out:
+        assert pub.wait_for_subscribers(1, timeout=5) and node.publisher.wait_for_subscribers(1, timeout=5)
+        runner = threading.Thread(target=node.run, args=(threading.Event(),))
+        runner.start()
+        pub.send(img, {"frame": 0})
+        assert out.recv(timeout=5)[1]["frame"] == 0
+        pub.close()  # the fused stream ends: the node stops ...
+        runner.join(timeout=10)
+        assert not runner.is_alive() and node.processed == 1
+        node.close()  # ... and its own subscribers learn that its stream ended too
+        with pytest.raises(StreamEnded):
+            out.recv(timeout=5)
 
 
 @pytest.mark.skipif(HAS_ULTRALYTICS, reason="the 'detect' extra is installed")

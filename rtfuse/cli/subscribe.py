@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-HELP = "subscribe to a published stream: print one line per frame, or show it in a window"
+HELP = ("subscribe to a published stream: print one line per frame, or show it in a window; "
+        "exits 0 when the publisher ends the stream")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from rtfuse.errors import RtfuseError
     from rtfuse.cli._signals import signals_stop
     from rtfuse.pipeline import Window
-    from rtfuse.publish import Subscriber
+    from rtfuse.publish import StreamEnded, Subscriber
 
     stop = threading.Event()
     window = Window(f"rtfuse {args.connect}") if args.show else None
@@ -54,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
         while not stop.is_set() and (args.frames is None or count < args.frames):
             deadline = time.monotonic() + args.timeout
             got = None
-            while got is None and not stop.is_set() and time.monotonic() < deadline:
-                got = sub.recv(timeout=0.2, newest=not args.all)
+            try:
+                while got is None and not stop.is_set() and time.monotonic() < deadline:
+                    got = sub.recv(timeout=0.2, newest=not args.all)
+            except StreamEnded as end:
+                print(f"stream ended: the publisher at {args.connect} closed it after {end.sent} messages "
+                      f"({count} received here)", flush=True)
+                break
             if got is None:
                 if stop.is_set():
                     break
