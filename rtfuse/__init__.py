@@ -1,6 +1,7 @@
 """rtfuse: real-time infrared + visible video fusion.
 
-``rtfuse.Fuser`` fuses numpy frames; ``rtfuse.Subscriber`` receives a published fused stream.
+``rtfuse.Fuser`` fuses numpy frames; ``rtfuse.Subscriber`` receives a published fused stream (and
+raises ``rtfuse.StreamEnded`` when the publisher ends it).
 Both are imported lazily so that ``import rtfuse`` stays light.
 """
 
@@ -9,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Fuser", "Subscriber", "__version__"]
+__all__ = ["Fuser", "StreamEnded", "Subscriber", "__version__"]
 
-_LAZY = {"Fuser": "rtfuse.fuser", "Subscriber": "rtfuse.publish"}
+_LAZY = {"Fuser": "rtfuse.fuser", "StreamEnded": "rtfuse.publish", "Subscriber": "rtfuse.publish"}
 
 
 def __getattr__(name: str) -> Any:
