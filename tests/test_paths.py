@@ -21,7 +21,7 @@ def test_outputs_inside_the_inputs_are_refused(tmp_path: Path):
     for out in (tmp_path / "vi", tmp_path / "vi" / "fused", tmp_path / "vi" / "a.png"):
         with pytest.raises(RtfuseError, match="lies inside, the input"):
             check_output(out, inputs=(tmp_path / "vi",), folder=out.suffix == "")
-    assert check_output(tmp_path / "fused", inputs=(tmp_path / "vi",), folder=True).is_dir()
+    assert check_output(tmp_path / "fused", inputs=(tmp_path / "vi",), folder=True) == tmp_path / "fused"
     assert (tmp_path / "vi" / "a.png").read_bytes() == b"x"
 
 
@@ -35,8 +35,9 @@ def test_unwritable_places_are_named_with_the_reason(tmp_path: Path):
         check_output(tmp_path)
     with pytest.raises(RtfuseError, match="/proc/p.json: cannot write here"):
         check_output("/proc/p.json")
-    out = check_output(tmp_path / "new" / "deep" / "o.json")  # parents are made, no file is left behind
-    assert out.parent.is_dir() and not out.exists()
+    out = check_output(tmp_path / "new" / "deep" / "o.json")  # nothing is left behind
+    assert not (tmp_path / "new").exists()
+    assert check_output(tmp_path / "made" / "here", folder=True) and not (tmp_path / "made").exists()
     assert check_output(tmp_path / "file") == tmp_path / "file" and (tmp_path / "file").read_text() == "x"
 
 

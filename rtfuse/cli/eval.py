@@ -144,6 +144,7 @@ def _run_suite(args: argparse.Namespace) -> int:
         text += evaluate.video_table(rows)
         _print_bad(bad)
     print(text)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "suite.md").write_text(text + "\n")
     suite.write_json(reports, out / "suite.json", args.convention)
     print(f"\nreport: {out / 'suite.md'}, {out / 'suite.json'}; sheets: {out}/sheet_*.png")
