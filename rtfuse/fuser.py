@@ -222,6 +222,7 @@ class Fuser:
             args += ["--checkpoint", str(self.checkpoint)]
         aside = EngineAside(artifact, args, lambda path: load_engine(path, self.model, plan, self.model_hash, device))
         if aside.cached:
+            aside.tidy()
             aside.engine = load_engine(artifact, self.model, plan, self.model_hash, device)  # compiled from the first frame
             return aside
         log.warning("fusing on the eager engine while the compiled %s engine for %dx%d builds aside (about a "

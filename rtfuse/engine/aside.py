@@ -68,6 +68,13 @@ class EngineAside:
             self._spawn_unless_building()
         self._thread.start()
 
+    def tidy(self) -> None:
+        """A cached engine whose build outlived its run left its lock and log: remove them."""
+        text = self.lock.read_text().strip() if self.lock.is_file() else ""
+        if self.cached and not (text.isdigit() and _alive(int(text))):
+            self.lock.unlink(missing_ok=True)
+            self.lock.with_suffix(".log").unlink(missing_ok=True)
+
     def _spawn_unless_building(self) -> None:
         self.artifact.parent.mkdir(parents=True, exist_ok=True)
         try:
