@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = "tcp://127.0.0.1:5556"
 EXTRA_MISSING = (
     "rtfuse detect needs the 'detect' extra (Ultralytics YOLO, AGPL-3.0), which is not installed: "
-    "pip install 'rtfuse[detect]'"
+    "in a checkout `.venv/bin/pip install -e '.[detect]'`, else `pip install 'rtfuse[detect]'`"
 )
 
 

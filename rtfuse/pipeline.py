@@ -180,7 +180,7 @@ class Window:
         except cv2.error as exc:
             raise ParameterError(
                 "cannot open a window (`show`): this OpenCV build has no GUI (opencv-python-headless); "
-                "install opencv-python, or `record` the stream, or watch it through a subscriber on a desktop"
+                "install opencv-python, or watch the stream from a desktop, where a subscriber can show it"
             ) from exc
 
     def show(self, frame: np.ndarray) -> bool:

@@ -542,3 +542,12 @@ def test_freed_frame_memory_stays_mapped_for_the_next_frame():
         pytest.skip("not glibc: keep_freed_memory is a no-op here")
     assert grown >= 60  # the 64 MB stay in the process, ready for the next allocation
     assert run("default")[1] < 16  # without it glibc unmaps the block at once
+
+
+def test_a_replay_progress_bar_knows_its_total(tmp_path: Path):
+    vis = write_folder(tmp_path / "vi", 5, (32, 48, 3))
+    ir = write_folder(tmp_path / "ir", 5, (32, 48))
+    r = subprocess.run([sys.executable, "-m", "rtfuse.cli", "run", "--backend", "eager", "--vis", str(vis), "--ir", str(ir),
+                        "--no-publish"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "/5 [" in r.stderr  # tqdm's "n/total [elapsed" once the sources are open

@@ -102,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(n: int) -> None:
         with lock:
+            if bar.total is None and pipeline.mode == "replay":  # the sources are open now: their lengths are known
+                lengths = [src.length for src in pipeline.sources.values()]
+                if all(length is not None for length in lengths):
+                    bar.total = min([*lengths, *([cfg.frames] if cfg.frames else [])])
+                    bar.refresh()
             bar.update(n - bar.n)
 
     try:
