@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from rtfuse.degrade import CLASSES, degrade_pair
+from rtfuse.imageio import save_figure
 from rtfuse.model import TASK_FUSION, FusionNet
 
 
@@ -88,6 +89,4 @@ def plot_heatmaps(
     fig.colorbar(im, ax=axes.tolist(), shrink=0.8, label="mean gate weight")
     if title:
         fig.suptitle(title, fontsize=10)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out, dpi=130, bbox_inches="tight")

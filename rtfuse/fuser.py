@@ -176,10 +176,14 @@ class Fuser:
                 device=str(self.device), precision=self.precision, artifact=self.engine_path,
             )
             self._engines[key] = engine
-        else:
-            switch = engine.set_plan(plan)
-            if switch:
-                self.timings["plan_switch"] = switch
+            return engine
+        return self._switched(engine, plan)
+
+    def _switched(self, engine: Engine, plan: Plan) -> Engine:
+        """``engine`` switched to ``plan`` (a weight update when the plan changed, timed)."""
+        switch = engine.set_plan(plan)
+        if switch:
+            self.timings["plan_switch"] = switch
         return engine
 
     def _compiled_when_ready(self, plan: Plan, height: int, width: int) -> Engine | None:
@@ -193,10 +197,7 @@ class Fuser:
             self._engines[key] = engine
             self.switches.append({"engine": AUTO_COMPILED, "size": f"{width}x{height}", "frame": self.calls})
             log.info("fusing %dx%d frames on the compiled %s engine from frame %d", width, height, AUTO_COMPILED, self.calls)
-        switch = engine.set_plan(plan)
-        if switch:
-            self.timings["plan_switch"] = switch
-        return engine
+        return self._switched(engine, plan)
 
     def _take_aside(self, key: tuple[int, int], plan: Plan) -> Engine | None:
         if key not in self._aside:

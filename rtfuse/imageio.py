@@ -48,13 +48,13 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     buf.tofile(str(path))
 
 
-def save_figure(fig, path: str | Path, dpi: int) -> None:
+def save_figure(fig, path: str | Path, dpi: int, **savefig_options) -> None:
     """Write a matplotlib figure (parent folders are created) and release it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, **savefig_options)
     plt.close(fig)
 
 

@@ -21,8 +21,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def _probe(folder: Path) -> None:
     """Create and remove a file in ``folder`` (and the missing folders above it, removed too)."""
-    missing = [folder, *(p for p in folder.parents)]
-    missing = [p for p in missing if not p.exists()]
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     created = []
     try:
         for path in reversed(missing):
@@ -63,3 +62,10 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), folder: bo
         return out
     except OSError as exc:
         raise RtfuseError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+
+
+def check_outputs(*paths: str | Path | None, inputs: Iterable[str | Path] = ()) -> None:
+    """``check_output`` for each file output a command was given (None: the option was not set)."""
+    for path in paths:
+        if path is not None:
+            check_output(path, inputs)

@@ -20,11 +20,9 @@ def run(args) -> int:
     from rtfuse import calib
     from rtfuse.errors import RtfuseError
     from rtfuse.imageio import write_image
-    from rtfuse.paths import check_output
+    from rtfuse.paths import check_outputs
 
-    for output in (args.output, args.out):
-        if output:
-            check_output(output, inputs=(args.vis, args.ir))
+    check_outputs(args.output, args.out, inputs=(args.vis, args.ir))
     pairs = calib.load_pairs(args.vis, args.ir, args.frames)
     if args.check:
         if not args.out:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from rtfuse import degrade
     from rtfuse.errors import RtfuseError
     from rtfuse.imageio import read_image, write_image
-    from rtfuse.paths import check_output
+    from rtfuse.paths import check_outputs
 
     if not args.out and not args.spec:
         raise RtfuseError("nothing to do: give --out GALLERY.png and/or --spec SPEC --out-vis X --out-ir Y")
@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise RtfuseError("--spec needs both --out-vis and --out-ir")
     if (args.out_vis or args.out_ir) and not args.spec:
         raise RtfuseError("--out-vis/--out-ir need --spec, e.g. --spec haze:0.6")
-    for output in (args.out, args.out_vis, args.out_ir):
-        if output:
-            check_output(output, inputs=(args.vis, args.ir))
+    check_outputs(args.out, args.out_vis, args.out_ir, inputs=(args.vis, args.ir))
     vis = read_image(args.vis)
     if vis.ndim == 2:
         vis = np.repeat(vis[..., None], 3, axis=2)

@@ -67,16 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
     from rtfuse import evaluate
     from rtfuse.errors import RtfuseError
-    from rtfuse.paths import check_output
+    from rtfuse.paths import check_outputs
 
     if (args.suite is None) == (args.data is None):
         raise RtfuseError("give either --data DIR or --suite ROOT")
     if args.suite is not None:
         return _run_suite(args)
 
-    for output in (args.csv, args.plot):
-        if output:
-            check_output(output, inputs=(Path(args.data) / "vi", Path(args.data) / "ir", *dict(args.fused).values()))
+    check_outputs(args.csv, args.plot, inputs=(Path(args.data) / "vi", Path(args.data) / "ir", *dict(args.fused).values()))
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     fused_dirs = dict(args.fused)
     for name, folder in fused_dirs.items():

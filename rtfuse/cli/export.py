@@ -28,12 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from rtfuse.engine import artifact_paths, export_engine, require_tensorrt
     from rtfuse.errors import RtfuseError
     from rtfuse.fuser import Fuser
-    from rtfuse.paths import check_output
+    from rtfuse.paths import check_outputs
 
     if args.height < 1 or args.width < 1:
         raise RtfuseError(f"--height and --width must be positive, got {args.height}x{args.width}")
-    for output in artifact_paths(args.out, args.backend):
-        check_output(output)
+    check_outputs(*artifact_paths(args.out, args.backend))
     device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
     if args.backend == "tensorrt":
         require_tensorrt(device)

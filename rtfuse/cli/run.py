@@ -72,15 +72,13 @@ def run(args: argparse.Namespace) -> int:
 
     from rtfuse.errors import spell
     from rtfuse.fuser import Fuser
-    from rtfuse.paths import check_output
+    from rtfuse.paths import check_outputs
     from rtfuse.cli._signals import signals_stop
     from rtfuse.pipeline import Pipeline, PipelineConfig
     from rtfuse.process import prepare_process
     from rtfuse.profiling import summary
 
-    for output in (args.record, args.profile):
-        if output:
-            check_output(output, inputs=(args.vis, args.ir))
+    check_outputs(args.record, args.profile, inputs=(args.vis, args.ir))
     prepare_process(args.threads)
 
     cfg = PipelineConfig(
