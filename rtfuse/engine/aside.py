@@ -108,11 +108,12 @@ class EngineAside:
                         self.error = f"the {BACKEND} build failed ({tail[0] if tail else 'no output'}; log: {log_path})"
                         return
                 time.sleep(POLL_S)
-            self.engine = self._load(self.artifact)
+            engine = self._load(self.artifact)
             if self._proc is not None:  # ours: it exits right after the sidecar; its lock and log go
                 self._proc.wait(timeout=60)
                 self.lock.unlink(missing_ok=True)
                 self.lock.with_suffix(".log").unlink(missing_ok=True)
+            self.engine = engine  # published last: whoever switches to it finds the build tidied
         except Exception as exc:  # reported by the caller, which stays on the eager engine
             self.error = f"the {BACKEND} engine could not be loaded: {exc}"
 
