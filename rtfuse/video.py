@@ -64,7 +64,9 @@ def read_video(path: str | Path, max_frames: int | None = None, every: int = 1) 
 
 def spread_indices(count: int, k: int) -> list[int]:
     """Up to ``k`` distinct indices spread evenly over ``count`` items, first and last included."""
-    return sorted({round(i * (count - 1) / max(k - 1, 1)) for i in range(min(k, count))})
+    if k >= count:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / max(k - 1, 1)) for i in range(k)})
 
 
 def read_frames_spread(path: str | Path, k: int) -> list[np.ndarray]:
