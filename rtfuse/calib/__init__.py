@@ -8,6 +8,9 @@ estimates it aligns structure, not intensity (see ``register.py``).
 - ``register.py``: :func:`estimate` (several pairs, consensus, acceptance thresholds such as
   ``MIN_EDGE_CORRELATION``), :func:`register_pair` (NGF search and optimisation),
   :func:`intensity_homography` (the same-modality reference), :func:`corner_error`
+- ``target.py``: :func:`estimate_from_target`, the target-based method (:class:`Target`: chessboard
+  or asymmetric circle grid, found in both modalities, either polarity)
+- ``synthetic.py``: known geometry to check a method against (:func:`draw_warp`, rendered target rigs)
 - ``frames.py``: :func:`load_pairs`, frame pairs from files, folders or videos
 - ``overlay.py``: :func:`edge_overlay`, an image to judge an alignment by eye
 """
@@ -29,9 +32,10 @@ from rtfuse.calib.register import (
     intensity_homography,
     register_pair,
 )
+from rtfuse.calib.target import Target, estimate_from_target
 
 __all__ = [
     "CONSENSUS_TOLERANCE_PX", "FORMAT_VERSION", "MIN_EDGE_CORRELATION", "MIN_EDGE_STEP", "MIN_PEAK_CONTRAST",
-    "MIN_STRUCTURE_FRACTION", "Calibration", "PairResult", "RegistrationStats", "Size", "corner_error",
-    "edge_overlay", "estimate", "intensity_homography", "load_pairs", "register_pair",
+    "MIN_STRUCTURE_FRACTION", "Calibration", "PairResult", "RegistrationStats", "Size", "Target", "corner_error",
+    "edge_overlay", "estimate", "estimate_from_target", "intensity_homography", "load_pairs", "register_pair",
 ]

@@ -27,13 +27,20 @@ class RegistrationStats:
     corner_spread_px: float  # mean corner distance of per-pair estimates from the consensus
     pairs_used: int
     pairs_total: int
+    method: str = "scene"  # "scene" (structure registration) or "target KIND:COLSxROWS"
+    reprojection_px: float | None = None  # target: RMS distance of the corners from the fit
 
     @property
     def residual(self) -> float:
         """1 - mean edge correlation: 0 is a perfect structural match, 1 no match at all."""
-        return 1.0 - float(np.mean(self.edge_correlation))
+        return 1.0 - float(np.mean(self.edge_correlation)) if self.edge_correlation else 0.0
 
     def summary(self) -> str:
+        if self.reprojection_px is not None:
+            return (
+                f"{self.method}: frames used {self.pairs_used}/{self.pairs_total}, "
+                f"reprojection error {self.reprojection_px:.3f} px RMS"
+            )
         cc = self.edge_correlation
         return (
             f"pairs used {self.pairs_used}/{self.pairs_total}, edge correlation mean "
@@ -102,6 +109,8 @@ class Calibration:
             f"corner_spread_px = {_f(s.corner_spread_px)}\n"
             f"pairs_used = {s.pairs_used}\n"
             f"pairs_total = {s.pairs_total}\n"
+            f"method = \"{s.method}\"\n"
+            + (f"reprojection_px = {_f(s.reprojection_px)}\n" if s.reprojection_px is not None else "")
         )
         path.write_text(text, encoding="utf-8")
 
@@ -129,6 +138,8 @@ class Calibration:
                     corner_spread_px=float(r["corner_spread_px"]),
                     pairs_used=int(r["pairs_used"]),
                     pairs_total=int(r["pairs_total"]),
+                    method=str(r.get("method", "scene")),
+                    reprojection_px=float(r["reprojection_px"]) if "reprojection_px" in r else None,
                 ),
                 date=date.isoformat() if isinstance(date, datetime) else str(date),
             )

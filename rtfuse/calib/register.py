@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -63,6 +64,7 @@ def estimate(
     pairs: list[tuple[np.ndarray, np.ndarray]],
     min_correlation: float = MIN_EDGE_CORRELATION,
     min_contrast: float = MIN_PEAK_CONTRAST,
+    progress: Callable[[int], None] | None = None,
 ) -> Calibration:
     """Estimate the IR-to-visible homography from (visible, infrared) frame pairs of one rig.
 
@@ -84,6 +86,9 @@ def estimate(
         except RtfuseError as exc:
             failures.append(f"pair {i}: {exc}")
             continue
+        finally:
+            if progress is not None:
+                progress(1)
         if res.correlation < min_correlation or res.contrast < min_contrast:
             failures.append(
                 f"pair {i}: edge correlation {res.correlation:.3f} (residual {1 - res.correlation:.3f}, "

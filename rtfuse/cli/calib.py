@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+SCENE_FRAMES = 5  # spread over a clip: different content makes the consensus meaningful
+TARGET_FRAMES = 20  # a target is missed in some frames (moving, cut off); the fit uses them all
 HELP = "estimate the infrared-to-visible registration of a rig (TOML), or overlay edges to check one"
 
 
@@ -11,19 +13,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vis", required=True, help="visible frame, frame folder or video file")
     parser.add_argument("--ir", required=True, help="infrared frame, frame folder or video file")
     parser.add_argument("-o", "--output", help="calibration file to write, e.g. calib/RIG.toml")
-    parser.add_argument("--frames", type=int, default=5, help="frames taken from a video or folder (spread evenly)")
+    parser.add_argument("--target", metavar="KIND:COLSxROWS",
+                        help="calibrate from a pattern both cameras see: chessboard:9x6 (inner corners) or circles:4x11 "
+                        "(asymmetric grid); without it the scene's structure is registered")
+    parser.add_argument("--frames", type=int,
+                        help="frames taken from a video or folder, spread evenly (default 5; 20 with --target)")
     parser.add_argument("--check", metavar="TOML", help="instead of estimating: overlay edges using this calibration")
     parser.add_argument("--out", help="overlay PNG written by --check (visible edges green, IR edges magenta)")
 
 
 def run(args) -> int:
+    from tqdm import tqdm
+
     from rtfuse import calib
     from rtfuse.errors import RtfuseError
     from rtfuse.imageio import write_image
     from rtfuse.paths import check_outputs
 
     check_outputs(args.output, args.out, inputs=(args.vis, args.ir))
-    pairs = calib.load_pairs(args.vis, args.ir, args.frames)
+    target = calib.Target.parse(args.target) if args.target else None
+    frames = args.frames or (TARGET_FRAMES if target else SCENE_FRAMES)
+    pairs = calib.load_pairs(args.vis, args.ir, frames)
     if args.check:
         if not args.out:
             raise RtfuseError("--check needs --out overlay.png")
@@ -35,7 +45,8 @@ def run(args) -> int:
         return 0
     if not args.output:
         raise RtfuseError("give -o calib/RIG.toml (or --check FILE --out overlay.png)")
-    cal = calib.estimate(pairs)
+    with tqdm(total=len(pairs), desc="finding the target" if target else "registering", unit="pair") as bar:
+        cal = calib.estimate_from_target(pairs, target, bar.update) if target else calib.estimate(pairs, progress=bar.update)
     cal.save(args.output)
     print(f"wrote {args.output}: {cal.stats.summary()}")
     print("homography (IR -> visible pixels):")
