@@ -1,0 +1,118 @@
+"""Scene registration variants on drawn warps (issue 26 research): raw estimates, no acceptance.
+
+``base`` is the product's register_pair; each variant patches its module constants.
+
+For each case: register_pair on the unwarped and the warped pair, corner error against the known
+warp composed with the unwarped estimate (self-consistency), correlation and peak contrast.
+
+    .venv/bin/python experiments/calib_variants.py VARIANT [--per-set 6] > out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from calib_warps import DEFAULT_DATA, _pairs  # noqa: E402
+
+VARIANTS = {}
+
+
+def variant(fn):
+    VARIANTS[fn.__name__] = fn
+    return fn
+
+
+@variant
+def base(reg):
+    pass
+
+
+@variant
+def affine(reg):
+    reg._LEVELS = tuple((sc, sg, it, False) for sc, sg, it, _ in reg._LEVELS)
+
+
+@variant
+def persp_fine_only(reg):
+    reg._LEVELS = tuple((sc, sg, it, i == len(reg._LEVELS) - 1) for i, (sc, sg, it, _) in enumerate(reg._LEVELS))
+
+
+@variant
+def fine_sigma2(reg):
+    reg._LEVELS = (*reg._LEVELS[:-1], (1.0, 2.0, 20, True))
+
+
+@variant
+def fine_sigma3(reg):
+    reg._LEVELS = (*reg._LEVELS[:-1], (1.0, 3.0, 20, True))
+
+
+@variant
+def fine_iters40(reg):
+    reg._LEVELS = (*reg._LEVELS[:-1], (1.0, 1.0, 40, True))
+
+
+@variant
+def mid_sigma2(reg):
+    (c, m, f) = reg._LEVELS
+    reg._LEVELS = (c, (0.5, 2.0, 40, True), f)
+
+
+def _case(job):
+    import torch
+
+    from rtfuse import calib
+    from rtfuse.calib import register as reg
+    from rtfuse.calib.synthetic import warp_frame
+
+    torch.set_num_threads(1)
+    name, group, label, vis, ir, warp = job
+    VARIANTS[name](reg)
+    size = (ir.shape[1], ir.shape[0])
+    t0 = time.perf_counter()
+    u = reg.register_pair(vis, ir)
+    w = reg.register_pair(vis, warp_frame(ir, warp))
+    return {
+        "set": group, "name": label, "seconds": round(time.perf_counter() - t0, 2),
+        "known_px": round(calib.corner_error(w.homography, np.linalg.inv(warp), size), 2),
+        "self_px": round(calib.corner_error(w.homography @ warp, u.homography, size), 2),
+        "own_px": round(calib.corner_error(u.homography, np.eye(3), size), 2),
+        "corr_w": round(w.correlation, 3), "contrast_w": round(w.contrast, 4),
+        "corr_u": round(u.correlation, 3), "contrast_u": round(u.contrast, 4),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("variant", choices=sorted(VARIANTS))
+    p.add_argument("--per-set", type=int, default=6)
+    p.add_argument("--sets", default="msrs,roadscene,tno,llvip,m2vd")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    from rtfuse.calib.synthetic import draw_warp
+
+    rng = np.random.default_rng(args.seed)
+    jobs = []
+    for s, n, v, g in _pairs(DEFAULT_DATA, args.per_set):
+        warp = draw_warp(rng, (g.shape[1], g.shape[0]))
+        if s in args.sets.split(","):
+            jobs.append((args.variant, s, n, v, g, warp))
+    with ProcessPoolExecutor(2) as pool:
+        rows = list(pool.map(_case, jobs))
+    for r in rows:
+        print(json.dumps(r))
+    for s in args.sets.split(","):
+        sel = [r for r in rows if r["set"] == s]
+        print(json.dumps({"set": s, **{k: float(np.median([r[k] for r in sel])) for k in ("known_px", "self_px", "own_px", "seconds")}}))
+
+
+if __name__ == "__main__":
+    main()
