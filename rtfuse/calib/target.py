@@ -119,6 +119,9 @@ def fit_target(
     if not pairs:
         raise RtfuseError("target calibration failed: no frame pairs given")
     vis_pts, ir_pts, rejected = [], [], []
+    sizes = {(vis.shape[:2], ir.shape[:2]) for vis, ir in pairs}
+    if len(sizes) > 1:
+        raise RtfuseError("target calibration failed: frame sizes differ between pairs; one rig, one pair of sizes")
     for i, (vis, ir) in enumerate(pairs):
         v = detect(vis, target, either_polarity=True)
         g = detect(ir, target, either_polarity=True)

@@ -45,7 +45,8 @@ def run(args) -> int:
         return 0
     if not args.output:
         raise RtfuseError("give -o calib/RIG.toml (or --check FILE --out overlay.png)")
-    with tqdm(total=len(pairs), desc="finding the target" if target else "registering", unit="pair") as bar:
+    steps = len(pairs) if target else len(pairs) + 1  # scene: each pair, then all of them together
+    with tqdm(total=steps, desc="finding the target" if target else "registering", unit="step") as bar:
         cal = calib.estimate_from_target(pairs, target, bar.update) if target else calib.estimate(pairs, progress=bar.update)
     cal.save(args.output)
     print(f"wrote {args.output}: {cal.stats.summary()}")
