@@ -66,6 +66,14 @@ def mid_sigma2(reg):
     reg._LEVELS = (c, (0.5, 2.0, 40, True), f)
 
 
+@variant
+def fine_plus_mid(reg):
+    """The fine level maximises the mean of its score and the middle level's (a smoother objective)."""
+    _, _, iterations, perspective = reg._LEVELS[-1]
+    reg._refine_fine = lambda pyramids, params: reg._optimise(
+        [lv for p in pyramids for lv in (p.fine, p.levels[-2])], params, iterations, perspective)
+
+
 def _case(job):
     import torch
 
