@@ -110,6 +110,30 @@ def test_plan_path_equals_gating_path(model):
     assert plan.label in model.cfg.classes and len(plan.plan_id) == 8
 
 
+def test_plan_skips_pkdm_stages_of_zero_strength_exactly(model):
+    """A stage whose plan strength is 0 is not run (half the eager time on a clean scene), and the
+    output is bit-identical to running it and blending by 0."""
+    torch.manual_seed(5)
+    vis, ir = torch.rand(1, 3, 48, 64), torch.rand(1, 1, 48, 64)
+    with torch.no_grad():
+        deg = model.dagm(vis, ir)
+        plan = dataclasses.replace(model.plan(deg.vector, deg), stage_strengths=(0.0, 0.4, 0.0))
+        calls: list[str] = []
+        hooks = [getattr(model.pkdm, name).register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+                 for name in ("dehaze", "lowlight", "derain")]
+        try:
+            skipped = model(vis, ir, plan=plan).fused
+        finally:
+            for hook in hooks:
+                hook.remove()
+        weights = vis.new_tensor(plan.stage_strengths)[None]
+        every_stage, _ = model.pkdm(vis, ir, weights)
+        skipped_stages, _ = model.pkdm(vis, ir, weights, active=(False, True, False))
+    assert calls == ["lowlight"]
+    assert torch.equal(every_stage, skipped_stages)
+    assert skipped.shape == vis.shape
+
+
 def test_every_expert_gets_gradient_in_training():
     torch.manual_seed(5)
     model = create_model("rt").train()

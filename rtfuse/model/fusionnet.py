@@ -260,19 +260,21 @@ class FusionNet(nn.Module):
 
         if plan is not None:
             blend_w = vis.new_tensor(plan.stage_strengths).expand(vis.shape[0], -1)
+            active: tuple[bool, ...] | None = tuple(s != 0.0 for s in plan.stage_strengths)
             route = lambda i, layer, x: layer.forward_plan(x, plan.layers[i].experts, plan.layers[i].weights)  # noqa: E731
             gates_by_task: dict[int, list[GateOutput]] = {}
         else:
             if d_deg is None:
                 d_deg = self.dagm(vis3, ir).vector
             blend_w = self.pkdm.blend_weights(d_deg)
+            active = None
             if stage_gates is not None:
                 blend_w = blend_w * stage_gates
             gates_by_task = {TASK_FUSION: self.gates(d_deg, TASK_FUSION, noisy)}
             if reconstruct:
                 gates_by_task[TASK_RECON] = self.gates(d_deg, TASK_RECON, noisy)
 
-        vis_e, ir_e = self.pkdm(vis3, ir, blend_w) if self.cfg.pkdm else (vis3, ir)
+        vis_e, ir_e = self.pkdm(vis3, ir, blend_w, active) if self.cfg.pkdm else (vis3, ir)
         m = self.cfg.multiple
         vis_p, ir_p = _pad_to_multiple(vis_e, m), _pad_to_multiple(ir_e, m)
 
