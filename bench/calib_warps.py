@@ -35,8 +35,9 @@ WRONG_SELF_PX = 5.0  # self-consistency: the pair's own offset cancels
 
 
 def _pairs(data: Path, per_set: int) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    from rtfuse.calib import load_pairs
     from rtfuse.imageio import pair_folders, read_image
-    from rtfuse.video import list_videos, read_frames_spread, spread_indices
+    from rtfuse.video import list_videos, spread_indices
 
     out = []
     for name in IMAGE_SETS:
@@ -47,10 +48,8 @@ def _pairs(data: Path, per_set: int) -> list[tuple[str, str, np.ndarray, np.ndar
     clips = list_videos(data / "video" / "m2vd" / "vi")
     per_clip = max(1, round(per_set / len(clips)))
     for clip in clips:
-        vis = read_frames_spread(clip, per_clip)
-        ir = read_frames_spread(data / "video" / "m2vd" / "ir" / clip.name, per_clip)
-        for k, (v, g) in enumerate(zip(vis, ir)):
-            out.append(("m2vd", f"{clip.stem}#{k}", v, g[..., 0] if g.ndim == 3 else g))
+        for k, (v, g) in enumerate(load_pairs(clip, data / "video" / "m2vd" / "ir" / clip.name, per_clip)):
+            out.append(("m2vd", f"{clip.stem}#{k}", v, g))
     return out
 
 
@@ -116,16 +115,14 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def measure(data: Path, per_set: int, clip_warps: int, jobs: int, seed: int) -> dict:
+    from rtfuse.calib import load_pairs
     from rtfuse.calib.synthetic import draw_warp
-    from rtfuse.video import list_videos, read_frames_spread
+    from rtfuse.video import list_videos
 
     rng = np.random.default_rng(seed)
     single = [(s, n, [(v, g)], draw_warp(rng, (g.shape[1], g.shape[0])), 0) for s, n, v, g in _pairs(data, per_set)]
-    clips = []
-    for clip in list_videos(data / "video" / "m2vd" / "vi"):
-        vis = read_frames_spread(clip, 5)
-        ir = [g[..., 0] for g in read_frames_spread(data / "video" / "m2vd" / "ir" / clip.name, 5)]
-        clips.append((clip.stem, list(zip(vis, ir))))
+    clips = [(clip.stem, load_pairs(clip, data / "video" / "m2vd" / "ir" / clip.name, 5))
+             for clip in list_videos(data / "video" / "m2vd" / "vi")]
     clip_jobs = [
         ("m2vd-5", f"{clips[k % len(clips)][0]}/warp{k}", clips[k % len(clips)][1], draw_warp(rng, (640, 480)), 0)
         for k in range(clip_warps)

@@ -13,13 +13,10 @@ from rtfuse.cli import main as cli_main
 from rtfuse.errors import RtfuseError
 from rtfuse.calib.synthetic import draw_warp, warp_frame
 from rtfuse.imageio import read_image
-from rtfuse.video import read_frames_spread
 
 
 def _m2vd_pairs(root: Path, clip: str, frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    vis = read_frames_spread(root / "vi" / f"{clip}.mp4", frames)
-    ir = read_frames_spread(root / "ir" / f"{clip}.mp4", frames)
-    return [(v, g[..., 0]) for v, g in zip(vis, ir)]
+    return calib.load_pairs(root / "vi" / f"{clip}.mp4", root / "ir" / f"{clip}.mp4", frames)
 
 
 def _self_consistency(pairs, warp: np.ndarray) -> tuple[float, float]:
