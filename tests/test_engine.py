@@ -3,6 +3,7 @@ plan switches are weight updates (no recompilation), artifacts are checked by th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -27,11 +28,15 @@ from rtfuse.engine import (
     export_engine,
     fold,
     load_engine,
+    parse_stages,
+    plan_tensors,
     refold,
+    stages_spec,
     state_dict_sha256,
     tensorrt_missing,
 )
-from rtfuse.errors import RtfuseError
+from rtfuse.engine.backends import cached_artifact
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.fuser import Fuser, prepare_infrared, prepare_visible
 from rtfuse.imageio import read_image
 from rtfuse.model import LayerPlan, Plan, create_model
@@ -138,6 +143,42 @@ def test_layer_with_fewer_experts_folds_with_empty_slots(model, crops, plans):
     with torch.inference_mode():
         diff = (fold(model, plan)(vis, ir) - _eager(model, plan, vis, ir)).abs().max().item()
     assert diff <= TOL
+
+
+def _with_strengths(plan: Plan, strengths: tuple[float, ...]) -> Plan:
+    return dataclasses.replace(plan, stage_strengths=strengths)
+
+
+def test_stage_sets_parse_and_spell_back():
+    assert parse_stages("all") == (True, True, True) and parse_stages("none") == (False, False, False)
+    assert parse_stages("derain, lowlight") == (False, True, True)
+    for spec in ("all", "none", "lowlight,derain", "dehaze"):
+        assert stages_spec(parse_stages(spec)) == spec
+    with pytest.raises(ParameterError, match="`stages` takes all, none or a comma list of dehaze, lowlight, derain"):
+        parse_stages("sharpen")
+
+
+def test_folded_network_without_the_gated_off_stages_equals_eager(model, frames, plans):
+    vis, ir = (x[..., 121:358, 161:478] for x in frames[0])
+    for strengths, stages in (((0.0, 0.0, 0.0), "none"), ((0.0, 0.7, 0.0), "lowlight"), ((0.0, 0.7, 0.0), "all")):
+        plan = _with_strengths(plans[0], strengths)
+        folded = fold(model, plan, parse_stages(stages))
+        with torch.inference_mode():
+            assert (folded(vis, ir) - _eager(model, plan, vis, ir)).abs().max().item() <= TOL
+        assert ("blend" in plan_tensors(folded, plan)) == (stages != "none")  # no stage, no blend constant
+
+
+def test_folded_network_refuses_a_plan_that_needs_a_stage_it_lacks(model, plans):
+    folded = fold(model, _with_strengths(plans[0], (0.0, 0.0, 0.0)), parse_stages("none"))
+    with pytest.raises(RtfuseError, match="needs the PKDM stage.s. lowlight, which this engine was built without .stages none."):
+        refold(folded, _with_strengths(plans[0], (0.0, 0.4, 0.0)))
+
+
+def test_cache_names_a_stage_subset_and_keeps_the_full_engine_name():
+    full = cached_artifact("aoti", "ab" * 32, 480, 640, "fp32", "cpu")
+    assert full == cached_artifact("aoti", "ab" * 32, 480, 640, "fp32", "cpu", parse_stages("all"))
+    assert cached_artifact("aoti", "ab" * 32, 480, 640, "fp32", "cpu", parse_stages("none")).name == full.name + "-pkdm-none"
+    assert cached_artifact("aoti", "ab" * 32, 480, 640, "fp32", "cpu", parse_stages("dehaze,derain")).name.endswith("-pkdm-dehaze+derain")
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,23 @@ from rtfuse.engine.backends import (
     require_tensorrt,
     tensorrt_missing,
 )
-from rtfuse.engine.fold import FoldedDGME, FoldedNet, dense_plan, embed_kernel, fold, folded_weights, plan_tensors, refold
+from rtfuse.engine.fold import (
+    ALL_STAGES,
+    FoldedDGME,
+    FoldedNet,
+    dense_plan,
+    embed_kernel,
+    fold,
+    folded_weights,
+    parse_stages,
+    plan_tensors,
+    refold,
+    stages_spec,
+)
 
 __all__ = [
-    "AOTIEngine", "BACKENDS", "CompiledEngine", "EXPORTABLE", "EagerEngine", "Engine", "FoldedDGME", "FoldedNet",
+    "ALL_STAGES", "AOTIEngine", "BACKENDS", "CompiledEngine", "EXPORTABLE", "EagerEngine", "Engine", "FoldedDGME", "FoldedNet",
     "PRECISIONS", "Sidecar", "TensorRTEngine", "artifact_paths", "check_backend", "create_engine", "dense_plan", "embed_kernel",
-    "export_engine", "fold", "folded_weights", "load_engine", "model_sha256", "plan_tensors", "refold",
-    "require_tensorrt", "state_dict_sha256", "tensorrt_missing",
+    "export_engine", "fold", "folded_weights", "load_engine", "model_sha256", "parse_stages", "plan_tensors", "refold",
+    "require_tensorrt", "stages_spec", "state_dict_sha256", "tensorrt_missing",
 ]

@@ -52,6 +52,7 @@ class Sidecar:
     device: str
     channels_last: bool
     torch: str
+    stages: str = "all"  # the PKDM stages compiled in (engine.fold.stages_spec); older sidecars: all
     format: str = FORMAT
     version: int = VERSION
     created: str = ""

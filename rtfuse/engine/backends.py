@@ -9,6 +9,7 @@ constant update), ``tensorrt`` (torch-tensorrt, refit).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,7 +20,7 @@ import torch
 from rtfuse import defaults
 from rtfuse.engine.aoti_abi import load_aoti_model
 from rtfuse.engine.artifact import VERSION, Sidecar, artifact_paths
-from rtfuse.engine.fold import FoldedNet, dense_plan, fold, plan_tensors, refold
+from rtfuse.engine.fold import ALL_STAGES, FoldedNet, dense_plan, fold, parse_stages, plan_tensors, refold, stages_spec
 from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.model import FusionNet, Plan
 
@@ -122,9 +123,11 @@ class EagerEngine(Engine):
         return self.model(vis, ir, plan=self._run_plan).fused
 
 
-def folded_module(model: FusionNet, plan: Plan, device: str, precision: str, channels_last: bool) -> FoldedNet:
+def folded_module(
+    model: FusionNet, plan: Plan, device: str, precision: str, channels_last: bool, stages: tuple[bool, ...] = ALL_STAGES
+) -> FoldedNet:
     dtype = check_precision(precision, device)
-    folded = fold(model, plan).to(device=device, dtype=dtype)
+    folded = fold(model, plan, stages).to(device=device, dtype=dtype)
     return folded.to(memory_format=torch.channels_last) if channels_last else folded
 
 
@@ -170,7 +173,9 @@ class _ArtifactEngine(Engine):
         self.sidecar.check(sidecar_path, model_hash, device)
         if not artifact.is_file():
             raise RtfuseError(f"{artifact}: engine artifact missing (sidecar {sidecar_path} exists)")
-        self.folded = folded_module(model, plan, device, self.sidecar.precision, self.sidecar.channels_last)
+        self.folded = folded_module(
+            model, plan, device, self.sidecar.precision, self.sidecar.channels_last, parse_stages(self.sidecar.stages)
+        )
 
     def inputs(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Size-checked, contiguous inputs: an exported program is compiled for its example inputs'
@@ -280,10 +285,12 @@ def export_engine(
     device: str = "cpu",
     precision: str | None = None,
     channels_last: bool | None = None,
+    stages: tuple[bool, ...] = ALL_STAGES,
 ) -> tuple[Path, Path]:
     """Compile the folded network for ``backend`` and write artifact + sidecar; returns both paths.
 
-    The plan only seeds the plan tensors: loading sets the running plan.
+    The plan only seeds the plan tensors: loading sets the running plan. ``stages``: the PKDM stages
+    compiled in (engine.fold); the engine then serves only plans that need no other stage.
     """
     if backend not in EXPORTABLE:
         raise RtfuseError(f"backend {backend!r} has no artifact; export supports {', '.join(EXPORTABLE)}")
@@ -294,7 +301,8 @@ def export_engine(
     artifact, sidecar_path = artifact_paths(out, backend)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     module_precision = "fp32" if backend == "tensorrt" else precision
-    folded = folded_module(model, plan, device, module_precision, channels_last)
+    seed = dataclasses.replace(plan, stage_strengths=tuple(s if on else 0.0 for s, on in zip(plan.stage_strengths, stages)))
+    folded = folded_module(model, seed, device, module_precision, channels_last, stages)
     if backend == "tensorrt":
         check_precision(precision, device)
     inputs = _example_inputs(height, width, device)
@@ -307,7 +315,7 @@ def export_engine(
     Sidecar(
         backend=backend, artifact=artifact.name, model=model.cfg.name, checkpoint_sha256=model_hash,
         height=height, width=width, precision=precision, device=device,
-        channels_last=channels_last, torch=str(torch.__version__),
+        channels_last=channels_last, torch=str(torch.__version__), stages=stages_spec(stages),
     ).write(sidecar_path)
     return artifact, sidecar_path
 
@@ -327,9 +335,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RTFUSE_CACHE", Path.home() / ".cache" / "rtfuse")) / "engines"
 
 
-def cached_artifact(backend: str, model_hash: str, height: int, width: int, precision: str, device: str) -> Path:
-    """Where the engine cache keeps this model's engine for one size, precision, device and torch."""
+def cached_artifact(
+    backend: str, model_hash: str, height: int, width: int, precision: str, device: str,
+    stages: tuple[bool, ...] = ALL_STAGES,
+) -> Path:
+    """Where the engine cache keeps this model's engine for one size, precision, device, torch and
+    PKDM stage set (an engine with every stage keeps the name it had before stage sets existed)."""
     tag = f"{backend}-v{VERSION}-{model_hash[:16]}-{width}x{height}-{precision}-{device}-torch{torch.__version__}"
+    if not all(stages):
+        tag += f"-pkdm-{stages_spec(stages).replace(',', '+')}"
     return cache_dir() / tag
 
 

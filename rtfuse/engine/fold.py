@@ -7,6 +7,11 @@ one wider expert: the expand convolutions stack along output channels, the depth
 the project convolutions concatenate along input channels with the gate weights multiplied in.
 Every plan therefore has the same graph and the same tensor shapes; a plan change rewrites
 weights in place (``refold``), which compiled backends see as a constant update, not a new graph.
+
+The PKDM enhancement stages are the exception: a stage of zero plan strength returns its input, so a
+folded network may leave stages out of its graph (``stages``). On a clean scene, whose plan gates all
+three off, that is a quarter of the compiled engine's time; such a network serves only plans that
+need no stage it lacks, and says so when asked for one.
 """
 
 from __future__ import annotations
@@ -18,9 +23,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfuse.color import luminance, replace_luminance
-from rtfuse.errors import RtfuseError
+from rtfuse.errors import ParameterError, RtfuseError
 from rtfuse.model import DGME, FusionNet, LayerPlan, Plan
 from rtfuse.model.fusionnet import _pad_to_multiple, decode, encode, fused_luminance
+from rtfuse.model.pkdm import STAGES
+
+ALL_STAGES = (True,) * len(STAGES)
+
+
+def parse_stages(spec: str) -> tuple[bool, ...]:
+    """``all``, ``none`` or a comma list of PKDM stage names -> the per-stage mask a network computes."""
+    spec = spec.strip().lower()
+    if spec in ("all", "none"):
+        return ALL_STAGES if spec == "all" else (False,) * len(STAGES)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STAGES]
+    if unknown or not names:
+        raise ParameterError(f"`stages` takes all, none or a comma list of {', '.join(STAGES)}; got {spec!r}")
+    return tuple(s in names for s in STAGES)
+
+
+def stages_spec(stages: tuple[bool, ...]) -> str:
+    """The inverse of ``parse_stages``: ``all``, ``none`` or the names joined by commas."""
+    if all(stages):
+        return "all"
+    return ",".join(s for s, on in zip(STAGES, stages) if on) or "none"
 
 
 def kernel_span(kernels: tuple[tuple[int, int, int], ...]) -> int:
@@ -105,13 +132,17 @@ class FoldedNet(nn.Module):
     """The plan path of ``FusionNet.forward`` for RGB input, with static blocks.
 
     ``(vis (B,3,H,W), ir (B,1,H,W)) -> fused (B,3,H,W)``. The plan lives in tensors: the PKDM
-    strengths in the ``blend`` buffer, the routing in the FoldedDGME weights.
+    strengths in the ``blend`` buffer, the routing in the FoldedDGME weights. ``stages`` are the
+    PKDM stages the network computes (default all).
     """
 
-    def __init__(self, model: FusionNet):
+    def __init__(self, model: FusionNet, stages: tuple[bool, ...] = ALL_STAGES):
         super().__init__()
         cfg = model.cfg
+        if len(stages) != len(STAGES):
+            raise ParameterError(f"`stages` needs one flag per PKDM stage ({', '.join(STAGES)}), got {len(stages)}")
         self.cfg = cfg
+        self.stages = tuple(bool(s) for s in stages)
         self.multiple = cfg.multiple
         self.span = kernel_span(cfg.expert_kernels)
         self.slots = cfg.top_k
@@ -140,7 +171,7 @@ class FoldedNet(nn.Module):
         dtype = self.blend.dtype  # the module's precision; inputs and output stay float32 outside
         vis, ir = vis.to(dtype), ir.to(dtype)
         h, w = vis.shape[-2:]
-        vis_e, ir_e = self.pkdm(vis, ir, self.blend.expand(vis.shape[0], -1))
+        vis_e, ir_e = self.pkdm(vis, ir, self.blend.expand(vis.shape[0], -1), self.stages)
         vis_feats = encode(self.vis_enc, _pad_to_multiple(vis_e, self.multiple), _static, 0)
         ir_feats = encode(self.ir_enc, _pad_to_multiple(ir_e, self.multiple), _static, 0)
         y = decode([torch.cat((v, i), 1) for v, i in zip(vis_feats, ir_feats)], self.decoder, self.ups, _static, 0)
@@ -152,13 +183,20 @@ def plan_tensors(folded: FoldedNet, plan: Plan) -> dict[str, torch.Tensor]:
     """Every tensor of ``folded`` that depends on the plan, by state-dict name.
 
     These are the only tensors a plan change touches: backends update exactly these
-    (in place, as AOTInductor constants, or by TensorRT refit).
+    (in place, as AOTInductor constants, or by TensorRT refit). A network without PKDM stages has
+    no ``blend``; one that lacks a stage the plan needs refuses the plan.
     """
     layers = folded.sources
     if len(plan.layers) != len(layers):
         raise RtfuseError(f"plan has {len(plan.layers)} layers, the model {len(layers)}")
+    lacking = [s for s, need, have in zip(STAGES, plan.active_stages, folded.stages) if need and not have]
+    if lacking:
+        raise RtfuseError(f"the plan needs the PKDM stage(s) {', '.join(lacking)}, which this engine was built "
+                          f"without (stages {stages_spec(folded.stages)}); build one with stages all")
     names = {id(m): n for n, m in folded.named_modules()}
-    out: dict[str, torch.Tensor] = {"blend": torch.tensor([plan.stage_strengths], dtype=torch.float32)}
+    out: dict[str, torch.Tensor] = {}
+    if any(folded.stages):
+        out["blend"] = torch.tensor([plan.stage_strengths], dtype=torch.float32)
     for layer, block, lp in zip(layers, folded.folded_layers(), plan.layers):
         prefix = names[id(block)]
         for key, value in folded_weights(layer, lp, folded.slots, folded.span).items():
@@ -174,9 +212,9 @@ def refold(folded: FoldedNet, plan: Plan) -> None:
         state[name].copy_(value)
 
 
-def fold(model: FusionNet, plan: Plan) -> FoldedNet:
+def fold(model: FusionNet, plan: Plan, stages: tuple[bool, ...] = ALL_STAGES) -> FoldedNet:
     """A static module equal to ``model(vis, ir, plan=plan).fused`` for RGB input."""
-    folded = FoldedNet(model).to(next(model.parameters()).device).eval()
+    folded = FoldedNet(model, stages).to(next(model.parameters()).device).eval()
     refold(folded, plan)
     return folded
 

@@ -51,6 +51,11 @@ class Plan:
         text = ";".join(f"{l.experts}:{','.join(f'{w:.3f}' for w in l.weights)}" for l in self.layers)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
+    @property
+    def active_stages(self) -> tuple[bool, ...]:
+        """Per PKDM stage, whether it acts: a stage of strength 0 returns its input exactly."""
+        return tuple(s != 0.0 for s in self.stage_strengths)
+
 
 @dataclass
 class FusionOutput:
@@ -260,7 +265,7 @@ class FusionNet(nn.Module):
 
         if plan is not None:
             blend_w = vis.new_tensor(plan.stage_strengths).expand(vis.shape[0], -1)
-            active: tuple[bool, ...] | None = tuple(s != 0.0 for s in plan.stage_strengths)
+            active: tuple[bool, ...] | None = plan.active_stages
             route = lambda i, layer, x: layer.forward_plan(x, plan.layers[i].experts, plan.layers[i].weights)  # noqa: E731
             gates_by_task: dict[int, list[GateOutput]] = {}
         else:
