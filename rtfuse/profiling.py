@@ -193,11 +193,16 @@ def engine_lines(report: dict[str, Any]) -> list[str]:
                 "(the next run starts compiled), or could not be built (see the warnings above)"]
     frame = int(switches[0]["frame"])
     after = since_frame(report, frame)
-    line = f"engine: {'eager, then ' if frame else ''}{switches[0]['engine']} from frame {frame}"
+    stages = switches[0].get("stages")
+    line = (f"engine: {'eager, then ' if frame else ''}{switches[0]['engine']}"
+            f"{f' (PKDM stages: {stages})' if stages else ''} from frame {frame}")
     if after is not None:
         line += (f" (t={after['t_s']:.1f} s); since then {after['fps']:.1f} FPS, glass-to-glass p50 "
                  f"{after['glass_to_glass_p50_ms']:.1f} ms, inference p50 {after['inference_p50_ms']:.1f} ms")
-    return [line]
+    lines = [line]
+    for later in switches[1:]:  # a re-plan that needed other PKDM stages: eager until their engine was ready
+        lines.append(f"engine: {later['engine']} for PKDM stages {later.get('stages', 'all')} from frame {later['frame']}")
+    return lines
 
 
 def plot(report: dict[str, Any], path: str | Path) -> None:

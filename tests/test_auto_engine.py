@@ -3,6 +3,8 @@ builds the aoti engine in a separate process and switches when it is ready."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from rtfuse import fuser as fusing
+from rtfuse.engine import stages_spec
 from rtfuse.engine.aside import compiler_missing
 from rtfuse.fuser import Fuser
 
@@ -42,6 +45,20 @@ def test_auto_switches_to_the_compiled_engine_without_losing_a_frame(tmp_path: P
     assert np.abs(outputs[-1].astype(int) - eager.astype(int)).max() <= 1  # the same fusion, compiled
     engines = tmp_path / "engines"
     assert not list(engines.glob("*.building")) and not list(engines.glob("*.log"))  # the build cleaned up
+    # built for the plan's PKDM stages only
+    stages = stages_spec(plan.active_stages)
+    assert switch["stages"] == stages
+    assert [json.loads(p.read_text())["stages"] for p in engines.glob("*.json")] == [stages]
+
+    # a plan that needs another stage set fuses on the eager engine (here: no compiler for its build)
+    other = dataclasses.replace(plan, stage_strengths=tuple(0.0 if on else 0.5 for on in plan.active_stages))
+    monkeypatch.setattr(fusing, "compiler_missing", lambda: "no C++ compiler (c++, g++ or clang++) on PATH")
+    assert np.array_equal(fuser(vis, ir, plan=other), Fuser.default()(vis, ir, plan=other))
+    assert fuser.last_engine == "eager"
+    fuser(vis, ir, plan=plan)  # and back on the compiled engine for the first plan
+    assert fuser.last_engine == "aoti" and len(fuser.switches) == 1
+    monkeypatch.undo()
+    monkeypatch.setenv("RTFUSE_CACHE", str(tmp_path))
 
     again = Fuser.default(backend="auto")  # a later run: compiled from its first frame
     again(vis, ir, plan=plan)

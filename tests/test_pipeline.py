@@ -417,6 +417,11 @@ def test_summary_says_when_the_auto_engine_switched_and_how_it_ran_since():
     text = summary(profiler.report())
     assert "engine: eager, then aoti from frame 6" in text and "since then 30.0 FPS" in text
     assert "hint:" not in text
+    profiler.meta["engine_switches"] = [{"engine": "aoti", "size": "64x48", "stages": "none", "frame": 6},
+                                        {"engine": "aoti", "size": "64x48", "stages": "lowlight", "frame": 10}]
+    text = summary(profiler.report())
+    assert "engine: eager, then aoti (PKDM stages: none) from frame 6" in text
+    assert "engine: aoti for PKDM stages lowlight from frame 10" in text
     profiler.meta = {"engine": "eager", "engine_backend": "auto", "source_fps": 30.0, "engine_switches": []}
     assert "still building aside and stays cached" in summary(profiler.report())
 
