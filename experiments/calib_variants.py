@@ -74,6 +74,31 @@ def fine_plus_mid(reg):
         [lv for p in pyramids for lv in (p.fine, p.levels[-2])], params, iterations, perspective)
 
 
+@variant
+def self_ensemble(reg):
+    """The pair registered as given and under two fixed internal warps, each mapped back; the
+    consensus (medoid, mean corners of the agreeing ones) is the estimate, their spread a check."""
+    from types import SimpleNamespace
+
+    from rtfuse.calib.synthetic import WarpRange, draw_warp, warp_frame
+
+    single = reg.__dict__.setdefault("_register_one", reg.register_pair)  # a worker patches once per job
+
+    def ensemble(vis, ir):
+        size = (ir.shape[1], ir.shape[0])
+        limits = WarpRange(rotation_deg=3.0, scale=(0.95, 1.05), shift=0.04, perspective=0.01)
+        warps = [np.eye(3)] + [draw_warp(np.random.default_rng(k), size, limits) for k in (1, 2)]
+        results = [single(vis, warp_frame(ir, k) if k is not warps[0] else ir) for k in warps]
+        homs = [r.homography @ k for r, k in zip(results, warps)]
+        hom, inliers, spread = reg._consensus(homs, size)
+        pairwise = max(reg.corner_error(a, b, size) for i, a in enumerate(homs) for b in homs[i + 1:])
+        return SimpleNamespace(homography=hom, correlation=min(r.correlation for r in results),
+                               contrast=min(r.contrast for r in results), spread=round(pairwise, 2),
+                               agree=len(inliers))
+
+    reg.register_pair = ensemble
+
+
 def _case(job):
     import torch
 
@@ -95,6 +120,7 @@ def _case(job):
         "own_px": round(calib.corner_error(u.homography, np.eye(3), size), 2),
         "corr_w": round(w.correlation, 3), "contrast_w": round(w.contrast, 4),
         "corr_u": round(u.correlation, 3), "contrast_u": round(u.contrast, 4),
+        **({"spread_u": u.spread, "spread_w": w.spread} if hasattr(w, "spread") else {}),
     }
 
 
@@ -113,10 +139,11 @@ def main():
         warp = draw_warp(rng, (g.shape[1], g.shape[0]))
         if s in args.sets.split(","):
             jobs.append((args.variant, s, n, v, g, warp))
+    rows = []
     with ProcessPoolExecutor(2) as pool:
-        rows = list(pool.map(_case, jobs))
-    for r in rows:
-        print(json.dumps(r))
+        for r in pool.map(_case, jobs):  # each row as soon as it and those before it are done
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     for s in args.sets.split(","):
         sel = [r for r in rows if r["set"] == s]
         print(json.dumps({"set": s, **{k: float(np.median([r[k] for r in sel])) for k in ("known_px", "self_px", "own_px", "seconds")}}))
