@@ -117,6 +117,16 @@ def test_fold_keeps_the_configured_base(frames, base):
     assert diff <= TOL
 
 
+def test_fold_of_the_model_without_pkdm_skips_it_like_eager(frames):
+    torch.manual_seed(2)
+    model = create_model("rt-nopkdm").eval()
+    vis, ir = (x[..., 121:358, 161:478] for x in frames[0])
+    with torch.inference_mode():
+        plan = model.plan_for(vis, ir)
+        diff = (fold(model, plan)(vis, ir) - _eager(model, plan, vis, ir)).abs().max().item()
+    assert diff <= TOL
+
+
 def test_dense_plan_computes_all_experts_with_the_same_result(model, crops, plans):
     vis, ir = crops[0]
     dense = dense_plan(plans[0], model.cfg.num_experts)

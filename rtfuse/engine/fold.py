@@ -171,7 +171,10 @@ class FoldedNet(nn.Module):
         dtype = self.blend.dtype  # the module's precision; inputs and output stay float32 outside
         vis, ir = vis.to(dtype), ir.to(dtype)
         h, w = vis.shape[-2:]
-        vis_e, ir_e = self.pkdm(vis, ir, self.blend.expand(vis.shape[0], -1), self.stages)
+        if self.cfg.pkdm:
+            vis_e, ir_e = self.pkdm(vis, ir, self.blend.expand(vis.shape[0], -1), self.stages)
+        else:  # the ablation without pre-enhancement (FusionConfig.pkdm): as the eager model
+            vis_e, ir_e = vis, ir
         vis_feats = encode(self.vis_enc, _pad_to_multiple(vis_e, self.multiple), _static, 0)
         ir_feats = encode(self.ir_enc, _pad_to_multiple(ir_e, self.multiple), _static, 0)
         y = decode([torch.cat((v, i), 1) for v, i in zip(vis_feats, ir_feats)], self.decoder, self.ups, _static, 0)
@@ -195,7 +198,7 @@ def plan_tensors(folded: FoldedNet, plan: Plan) -> dict[str, torch.Tensor]:
                           f"without (stages {stages_spec(folded.stages)}); build one with stages all")
     names = {id(m): n for n, m in folded.named_modules()}
     out: dict[str, torch.Tensor] = {}
-    if any(folded.stages):
+    if folded.cfg.pkdm and any(folded.stages):
         out["blend"] = torch.tensor([plan.stage_strengths], dtype=torch.float32)
     for layer, block, lp in zip(layers, folded.folded_layers(), plan.layers):
         prefix = names[id(block)]
