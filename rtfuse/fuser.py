@@ -130,7 +130,7 @@ class Fuser:
         self.trained = trained
         self.source = source
         self.backend, self.precision, self.engine_path, self.checkpoint = backend, precision, engine, checkpoint
-        self._engines: dict[tuple[int, int], Engine] = {}
+        self._engines: dict[tuple, Engine] = {}  # by size; auto: by size and PKDM stage set
         self._aside: dict[tuple[int, int], EngineAside | None] = {}  # None: this size stays eager
         self.calls = 0
         self.switches: list[dict[str, object]] = []  # auto: when each frame size left the eager engine
