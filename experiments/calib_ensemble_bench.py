@@ -16,18 +16,19 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import calib_warps  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calib_variants import internal_warps  # noqa: E402
+
 from rtfuse import calib  # noqa: E402
 from rtfuse.calib import register as reg  # noqa: E402
-from rtfuse.calib.synthetic import WarpRange, draw_warp, warp_frame  # noqa: E402
+from rtfuse.calib.synthetic import warp_frame  # noqa: E402
 from rtfuse.errors import RtfuseError  # noqa: E402
 
 SINGLE = calib.estimate
-LIMITS = WarpRange(rotation_deg=3.0, scale=(0.95, 1.05), shift=0.04, perspective=0.01)
 
 
 def ensemble(max_spread: float):
@@ -36,7 +37,7 @@ def ensemble(max_spread: float):
             return SINGLE(pairs, *args, **kwargs)
         vis, ir = pairs[0]
         size = (ir.shape[1], ir.shape[0])
-        warps = [np.eye(3)] + [draw_warp(np.random.default_rng(k), size, LIMITS) for k in (1, 2)]
+        warps = internal_warps(size)
         found, errors = [], []
         for i, k in enumerate(warps):
             try:

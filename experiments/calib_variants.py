@@ -74,20 +74,27 @@ def fine_plus_mid(reg):
         [lv for p in pyramids for lv in (p.fine, p.levels[-2])], params, iterations, perspective)
 
 
+def internal_warps(size):
+    """The identity and the two fixed warps a single pair is also registered under (self-ensemble)."""
+    from rtfuse.calib.synthetic import WarpRange, draw_warp
+
+    limits = WarpRange(rotation_deg=3.0, scale=(0.95, 1.05), shift=0.04, perspective=0.01)
+    return [np.eye(3)] + [draw_warp(np.random.default_rng(k), size, limits) for k in (1, 2)]
+
+
 @variant
 def self_ensemble(reg):
     """The pair registered as given and under two fixed internal warps, each mapped back; the
     consensus (medoid, mean corners of the agreeing ones) is the estimate, their spread a check."""
     from types import SimpleNamespace
 
-    from rtfuse.calib.synthetic import WarpRange, draw_warp, warp_frame
+    from rtfuse.calib.synthetic import warp_frame
 
     single = reg.__dict__.setdefault("_register_one", reg.register_pair)  # a worker patches once per job
 
     def ensemble(vis, ir):
         size = (ir.shape[1], ir.shape[0])
-        limits = WarpRange(rotation_deg=3.0, scale=(0.95, 1.05), shift=0.04, perspective=0.01)
-        warps = [np.eye(3)] + [draw_warp(np.random.default_rng(k), size, limits) for k in (1, 2)]
+        warps = internal_warps(size)
         results = [single(vis, warp_frame(ir, k) if k is not warps[0] else ir) for k in warps]
         homs = [r.homography @ k for r, k in zip(results, warps)]
         hom, inliers, spread = reg._consensus(homs, size)
