@@ -99,7 +99,7 @@ def test_mismatched_pairs_fail_with_residual(shared_data: Path):
 
 def _calibration() -> calib.Calibration:
     hom = np.array([[1.01, -0.07, 8.25], [0.06, 1.02, -14.8], [2e-5, 5e-5, 1.0]])
-    stats = calib.RegistrationStats((0.46, 0.51), (0.064, 0.05), 1.25, 2, 3)
+    stats = calib.RegistrationStats((0.46, 0.51), (0.064, 0.05), 1.25, 2, 3, blocks=131, corner_sd_px=0.62)
     return calib.Calibration(hom, (640, 512), (1280, 1024), stats, "2025-01-02T03:04:05+00:00")
 
 
@@ -109,6 +109,12 @@ def test_toml_round_trip(tmp_path: Path):
     back = calib.Calibration.load(tmp_path / "rig.toml")
     np.testing.assert_array_equal(back.homography, cal.homography)
     assert (back.ir_size, back.vis_size, back.stats, back.date) == (cal.ir_size, cal.vis_size, cal.stats, cal.date)
+    text = (tmp_path / "rig.toml").read_text()
+    assert "blocks = 131" in text and "corner_sd_px = 0.62" in text
+    # files written before the block fit have neither key
+    (tmp_path / "old.toml").write_text("\n".join(line for line in text.splitlines() if not line.startswith(("blocks", "corner_sd"))))
+    old = calib.Calibration.load(tmp_path / "old.toml").stats
+    assert old.blocks is None and old.corner_sd_px is None and "blocks" not in old.summary()
 
 
 def test_wrong_size_calibration_is_refused(tmp_path: Path):

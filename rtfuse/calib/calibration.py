@@ -29,6 +29,8 @@ class RegistrationStats:
     pairs_total: int
     method: str = "scene"  # "scene" (structure registration) or "target KIND:COLSxROWS"
     reprojection_px: float | None = None  # target: RMS distance of the corners from the fit
+    blocks: int | None = None  # scene: structured blocks the fine fit rests on
+    corner_sd_px: float | None = None  # scene: the fit's predicted standard deviation of the frame corners
 
     @property
     def residual(self) -> float:
@@ -42,10 +44,12 @@ class RegistrationStats:
                 f"reprojection error {self.reprojection_px:.3f} px RMS"
             )
         cc = self.edge_correlation
+        fit = (f", {self.blocks} blocks, corner uncertainty {self.corner_sd_px:.2f} px"
+               if self.blocks is not None and self.corner_sd_px is not None else "")
         return (
             f"pairs used {self.pairs_used}/{self.pairs_total}, edge correlation mean "
             f"{np.mean(cc):.3f} (min {min(cc):.3f}), residual {self.residual:.3f}, peak contrast "
-            f"min {min(self.peak_contrast):.3f}, corner spread {self.corner_spread_px:.2f} px"
+            f"min {min(self.peak_contrast):.3f}, corner spread {self.corner_spread_px:.2f} px{fit}"
         )
 
 
@@ -111,6 +115,8 @@ class Calibration:
             f"pairs_total = {s.pairs_total}\n"
             f"method = \"{s.method}\"\n"
             + (f"reprojection_px = {_f(s.reprojection_px)}\n" if s.reprojection_px is not None else "")
+            + (f"blocks = {s.blocks}\n" if s.blocks is not None else "")
+            + (f"corner_sd_px = {_f(s.corner_sd_px)}\n" if s.corner_sd_px is not None else "")
         )
         path.write_text(text, encoding="utf-8")
 
@@ -140,6 +146,8 @@ class Calibration:
                     pairs_total=int(r["pairs_total"]),
                     method=str(r.get("method", "scene")),
                     reprojection_px=float(r["reprojection_px"]) if "reprojection_px" in r else None,
+                    blocks=int(r["blocks"]) if "blocks" in r else None,
+                    corner_sd_px=float(r["corner_sd_px"]) if "corner_sd_px" in r else None,
                 ),
                 date=date.isoformat() if isinstance(date, datetime) else str(date),
             )

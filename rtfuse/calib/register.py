@@ -7,10 +7,12 @@ the gradients (with an edge-noise floor) makes it ignore how strong an edge is i
 modality. The estimate is coarse to fine: a global search at 1/4 resolution over rotation and
 scale with the NGF score of every shift at once (FFT); each of its best peaks is refined through
 the 1/4 and 1/2 levels (differentiable warping, autograd, L-BFGS; affine first, then with the
-perspective terms) and the best one there wins. Several pairs of a static rig are combined by
-consensus of their corner positions and then refined together on the full-resolution level. A
-pair whose alignment correlates weakly or barely beats a distinct rival alignment is refused, so
-a textureless, unrelated or ambiguous pair raises instead of returning a wrong warp.
+perspective terms) and the best one there wins. On the fine level, blocks of the image find their
+local shifts and a robust homography is fitted to them (``local.py``); the blocks of several pairs
+of a static rig, after a consensus of their corner positions, go into one fit. A pair whose
+alignment correlates weakly or barely beats a distinct rival alignment is refused, and so is a fit
+whose corners its blocks leave loose, so a textureless, unrelated or ambiguous pair raises instead
+of returning a wrong warp.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtfuse.calib import local
 from rtfuse.calib.calibration import Calibration, RegistrationStats, Size
 from rtfuse.color import rgb_to_gray
 from rtfuse.errors import RtfuseError
@@ -52,16 +55,22 @@ _MAX_SHIFT = 0.25  # global search: largest shift, as a fraction of the visible 
 _MIN_OVERLAP = 0.5  # global search: shifts that overlap less of the visible frame are not scored
 _CANDIDATES = 3  # best global-search peaks, each refined through the middle level; the best goes on
 _DISTINCT_PX = 8.0  # peaks closer than this (mean corner distance, full resolution) are one peak
-# Pyramid: (scale, Gaussian sigma in level pixels, L-BFGS iterations, perspective terms free).
-# Every candidate is refined on the first two levels, the winner on the last. The fine level
-# halved the self-consistency error on m2vd clips (1.21 -> 0.64 px, experiments/calib_variants.py);
-# it is capped at _FINE_MAX_PX on the longer side to keep large frames fast.
+# Pyramid levels the optimiser refines every candidate on: (scale, Gaussian sigma in level
+# pixels, L-BFGS iterations, perspective terms free).
 _LEVELS: tuple[tuple[float, float, int, bool], ...] = (
     (0.25, 1.0, 40, False),
     (0.5, 1.0, 40, True),
-    (1.0, 1.0, 20, True),
 )
+# The fine level (full resolution, capped at _FINE_MAX_PX on the longer side to keep large frames
+# fast) is fitted from block shifts, searched within each radius in turn (fine-level pixels): it
+# halved the median self-consistency of the optimiser it replaced (experiments/log.md, session 20).
+_FINE_SIGMA = 1.0
 _FINE_MAX_PX = 800
+_FINE_RADII_PX = (8, 4, 3)
+# A fit needs this many structured blocks, and its frame corners a predicted standard deviation
+# of at most MAX_CORNER_SD_PX (visible pixels): fewer or looser blocks leave the warp to chance.
+MIN_BLOCKS = 12
+MAX_CORNER_SD_PX = 3.0
 # Pixels this close to the overlap border are not scored: their gradients see the zero padding.
 _BORDER = 0.98
 
@@ -123,18 +132,28 @@ def estimate(
         )
     used = [found[i] for i in inliers]
     pyramids = [p for p, _ in used]
-    params = _refine_fine(pyramids, _to_params(hom, vis_size, ir_size))
+    fine = _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
     if progress is not None:
         progress(1)
+    correlation = tuple(round(_ngf_score(fine.params, p.fine).item(), 4) for p in pyramids)
+    if fine.blocks < MIN_BLOCKS or fine.corner_sd_px > MAX_CORNER_SD_PX:
+        raise RtfuseError(
+            f"registration failed: the fit rests on {fine.blocks} structured blocks and leaves the frame "
+            f"corners uncertain by {fine.corner_sd_px:.1f} px (need >= {MIN_BLOCKS} blocks and <= "
+            f"{MAX_CORNER_SD_PX} px; residual {1 - float(np.mean(correlation)):.3f}); frames with structure "
+            f"spread over the whole image register better"
+        )
     stats = RegistrationStats(
-        edge_correlation=tuple(round(_ngf_score(params, p.fine).item(), 4) for p in pyramids),
+        edge_correlation=correlation,
         peak_contrast=tuple(round(s.margin, 4) for _, s in used),
         corner_spread_px=round(spread, 3),
         pairs_used=len(used),
         pairs_total=len(pairs),
+        blocks=fine.blocks,
+        corner_sd_px=round(fine.corner_sd_px, 3),
     )
     date = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    return Calibration(homography=_from_params(params, vis_size, ir_size), ir_size=ir_size, vis_size=vis_size,
+    return Calibration(homography=_from_params(fine.params, vis_size, ir_size), ir_size=ir_size, vis_size=vis_size,
                        stats=stats, date=date)
 
 
@@ -143,23 +162,27 @@ class PairResult:
     homography: np.ndarray
     correlation: float  # orientation-field correlation at the estimate, on the fine level (-1..1)
     contrast: float  # margin over the best distinct rival alignment, on the middle level
+    blocks: int  # structured blocks the fine fit rests on
+    corner_sd_px: float  # the fit's predicted standard deviation of the frame corners, visible pixels
 
 
 def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
-    """Register one pair: global NGF search, then NGF optimisation of the homography, coarse to fine."""
+    """Register one pair (no acceptance): global NGF search, NGF optimisation, block fit."""
     pyramid = _Pyramid.build(vis, ir)
     search = _search(pyramid)
-    params = _refine_fine([pyramid], search.params)
+    fine = _fit_fine([pyramid], search.params)
     return PairResult(
-        homography=_from_params(params, pyramid.vis_px, pyramid.ir_px),
-        correlation=_ngf_score(params, pyramid.fine).item(),
+        homography=_from_params(fine.params, pyramid.vis_px, pyramid.ir_px),
+        correlation=_ngf_score(fine.params, pyramid.fine).item(),
         contrast=search.margin,
+        blocks=fine.blocks,
+        corner_sd_px=fine.corner_sd_px,
     )
 
 
 @dataclass(frozen=True)
 class _Pyramid:
-    """One pair's levels (see _LEVELS), built once: the search and the joint refinement share them."""
+    """One pair's levels (_LEVELS, then the fine level), built once: the search and the fit share them."""
 
     levels: tuple[_Level, ...]
     vis_px: Size
@@ -180,10 +203,8 @@ class _Pyramid:
                 )
         vis_valid, ir_valid = _valid(v), _valid(g)
         vis_px, ir_px = (v.shape[1], v.shape[0]), (g.shape[1], g.shape[0])
-        fine_scale = min(_LEVELS[-1][0], _FINE_MAX_PX / max(vis_px))
-        scales = [scale for scale, *_ in _LEVELS[:-1]] + [fine_scale]
-        levels = tuple(_Level.build(v, g, vis_valid, ir_valid, scale, sigma)
-                       for scale, (_, sigma, _, _) in zip(scales, _LEVELS))
+        scales = [(scale, sigma) for scale, sigma, _, _ in _LEVELS] + [(min(1.0, _FINE_MAX_PX / max(vis_px)), _FINE_SIGMA)]
+        levels = tuple(_Level.build(v, g, vis_valid, ir_valid, scale, sigma) for scale, sigma in scales)
         return cls(levels, vis_px, ir_px)
 
 
@@ -202,7 +223,7 @@ def _search(pyramid: _Pyramid) -> _Search:
     refined: list[tuple[float, torch.Tensor]] = []
     for hom in _global_search(pyramid.levels[0]):
         params = _to_params(hom, pyramid.vis_px, pyramid.ir_px)
-        for level, (_, _, iterations, perspective) in zip(pyramid.levels[:-1], _LEVELS[:-1]):
+        for level, (_, _, iterations, perspective) in zip(pyramid.levels, _LEVELS):
             params = _optimise([level], params, iterations, perspective)
         refined.append((_ngf_score(params, pyramid.levels[-2]).item(), params))
     refined.sort(key=lambda r: -r[0])
@@ -213,10 +234,46 @@ def _search(pyramid: _Pyramid) -> _Search:
     return _Search(params, score, score - max(rivals) if rivals else score)
 
 
-def _refine_fine(pyramids: list[_Pyramid], params: torch.Tensor) -> torch.Tensor:
-    """One homography refined on the fine level of every pair at once (their mean score)."""
-    _, _, iterations, perspective = _LEVELS[-1]
-    return _optimise([p.fine for p in pyramids], params, iterations, perspective)
+@dataclass(frozen=True)
+class _FineFit:
+    params: torch.Tensor
+    blocks: int  # blocks with weight above one half in the last fit
+    corner_sd_px: float  # predicted standard deviation of the frame corners, visible pixels (inf: no fit)
+
+
+def _fit_fine(pyramids: list[_Pyramid], params: torch.Tensor) -> _FineFit:
+    """One homography fitted to the block shifts on the fine level of every pair, window shrinking.
+
+    The fit is in normalised coordinates: visible point -> infrared point, like ``params``.
+    """
+    vis_px = pyramids[0].vis_px
+    fit = None
+    for radius in _FINE_RADII_PX:
+        m = _matrix(params).numpy()
+        src, dst = [], []
+        for pyramid in pyramids:
+            level = pyramid.fine
+            h, w = level.vis_valid.shape
+            moved, weight = _warp_ir(params, level)
+            ir_field = _orientation(*_gradients(moved), level.ir_eps) * weight
+            found = local.block_shifts(_hwc(level.vis_field * weight), _hwc(ir_field), radius)
+            to_normalised = np.array([2 / w, 2 / h])
+            src.append((found.centres + 0.5) * to_normalised - 1)
+            seen = (found.centres + found.shifts + 0.5) * to_normalised - 1
+            dst.append(cv2.perspectiveTransform(seen.reshape(-1, 1, 2), m).reshape(-1, 2))
+        src_all, dst_all = np.concatenate(src), np.concatenate(dst)
+        if len(src_all) < MIN_BLOCKS:
+            return _FineFit(params, len(src_all), float("inf"))
+        fit = local.robust_homography(src_all, dst_all, m, local.CAUCHY_SCALE_PX * 2 / w)
+        params = torch.tensor((fit.homography - np.eye(3)).ravel()[:8], dtype=params.dtype)
+    assert fit is not None
+    # corner deviations in infrared normalised units (half a frame side each) -> visible pixels
+    corner_sd = float(np.sqrt(((fit.corner_sd * np.array(vis_px) / 2) ** 2).sum(axis=1).mean()))
+    return _FineFit(params, int((fit.weights > 0.5).sum()), corner_sd)
+
+
+def _hwc(field: torch.Tensor) -> np.ndarray:
+    return field.permute(1, 2, 0).contiguous().numpy()
 
 
 def intensity_homography(fixed: np.ndarray, moving: np.ndarray, iterations: int = 200, eps: float = 1e-6) -> np.ndarray:
@@ -366,13 +423,23 @@ def _mask_at(valid: np.ndarray, scale: float) -> torch.Tensor:
     return torch.from_numpy((m > 0.999).astype(np.float32))
 
 
-def _ngf_score(params: torch.Tensor, level: _Level) -> torch.Tensor:
-    """Normalised correlation of the two orientation fields over the valid overlap (-1..1)."""
-    m = torch.cat([params + torch.eye(3, dtype=params.dtype).ravel()[:8], params.new_ones(1)]).reshape(3, 3)
-    q = level.grid @ m.T.float()
+def _matrix(params: torch.Tensor) -> torch.Tensor:
+    """The 3x3 visible -> infrared map (normalised coordinates) of the 8 offsets from identity."""
+    return torch.cat([params + torch.eye(3, dtype=params.dtype).ravel()[:8], params.new_ones(1)]).reshape(3, 3)
+
+
+def _warp_ir(params: torch.Tensor, level: _Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """The infrared image seen from the visible grid, and where both are valid (1) or not (0)."""
+    q = level.grid @ _matrix(params).T.float()
     xy = (q[..., :2] / q[..., 2:])[None]
     moved, valid = F.grid_sample(level.ir, xy, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     weight = (valid > 0.999) & (xy[0].abs() < _BORDER).all(dim=-1) & (level.vis_valid > 0)
+    return moved, weight.to(moved.dtype)
+
+
+def _ngf_score(params: torch.Tensor, level: _Level) -> torch.Tensor:
+    """Normalised correlation of the two orientation fields over the valid overlap (-1..1)."""
+    moved, weight = _warp_ir(params, level)
     ir_field = _orientation(*_gradients(moved), level.ir_eps) * weight
     vis_field = level.vis_field * weight
     den = torch.sqrt((vis_field * vis_field).sum() * (ir_field * ir_field).sum()) + 1e-9
