@@ -36,42 +36,14 @@ def base(reg):
 
 
 @variant
-def affine(reg):
-    reg._LEVELS = tuple((sc, sg, it, False) for sc, sg, it, _ in reg._LEVELS)
+def radii16(reg):
+    """The block search starts wider: 16 fine-level pixels, then 8, 4, 3."""
+    reg._FINE_RADII_PX = (16, 8, 4, 3)
 
 
 @variant
-def persp_fine_only(reg):
-    reg._LEVELS = tuple((sc, sg, it, i == len(reg._LEVELS) - 1) for i, (sc, sg, it, _) in enumerate(reg._LEVELS))
-
-
-@variant
-def fine_sigma2(reg):
-    reg._LEVELS = (*reg._LEVELS[:-1], (1.0, 2.0, 20, True))
-
-
-@variant
-def fine_sigma3(reg):
-    reg._LEVELS = (*reg._LEVELS[:-1], (1.0, 3.0, 20, True))
-
-
-@variant
-def fine_iters40(reg):
-    reg._LEVELS = (*reg._LEVELS[:-1], (1.0, 1.0, 40, True))
-
-
-@variant
-def mid_sigma2(reg):
-    (c, m, f) = reg._LEVELS
-    reg._LEVELS = (c, (0.5, 2.0, 40, True), f)
-
-
-@variant
-def fine_plus_mid(reg):
-    """The fine level maximises the mean of its score and the middle level's (a smoother objective)."""
-    _, _, iterations, perspective = reg._LEVELS[-1]
-    reg._refine_fine = lambda pyramids, params: reg._optimise(
-        [lv for p in pyramids for lv in (p.fine, p.levels[-2])], params, iterations, perspective)
+def radii12(reg):
+    reg._FINE_RADII_PX = (12, 6, 3)
 
 
 def internal_warps(size):
@@ -128,6 +100,8 @@ def _case(job):
         "corr_w": round(w.correlation, 3), "contrast_w": round(w.contrast, 4),
         "corr_u": round(u.correlation, 3), "contrast_u": round(u.contrast, 4),
         **({"spread_u": u.spread, "spread_w": w.spread} if hasattr(w, "spread") else {}),
+        **({"blocks_u": u.blocks, "blocks_w": w.blocks, "corner_sd_u": round(u.corner_sd_px, 2),
+            "corner_sd_w": round(w.corner_sd_px, 2)} if hasattr(w, "blocks") else {}),
     }
 
 

@@ -63,10 +63,11 @@ _LEVELS: tuple[tuple[float, float, int, bool], ...] = (
 )
 # The fine level (full resolution, capped at _FINE_MAX_PX on the longer side to keep large frames
 # fast) is fitted from block shifts, searched within each radius in turn (fine-level pixels): it
-# halved the median self-consistency of the optimiser it replaced (experiments/log.md, session 20).
+# halved the median self-consistency of the optimiser it replaced, and starting at 16 px rather
+# than 8 (the middle level can be that far off) took another 29% off (experiments/log.md, session 20).
 _FINE_SIGMA = 1.0
 _FINE_MAX_PX = 800
-_FINE_RADII_PX = (8, 4, 3)
+_FINE_RADII_PX = (16, 8, 4, 3)
 # A fit needs this many structured blocks, and its frame corners a predicted standard deviation
 # of at most MAX_CORNER_SD_PX (visible pixels): fewer or looser blocks leave the warp to chance.
 MIN_BLOCKS = 12
