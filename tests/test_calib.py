@@ -158,3 +158,24 @@ def test_cli_calibrate_and_check(shared_data: Path, tmp_path: Path, capsys):
     cv2.imwrite(str(small), np.zeros((100, 100), np.uint8))
     assert cli_main(["calib", "--check", str(toml), "--vis", str(small), "--ir", str(small), "--out", str(overlay)]) == 2
     assert "640x480" in capsys.readouterr().err
+
+
+def test_a_fit_with_loose_corners_is_refused(shared_data: Path, monkeypatch):
+    """The fit's predicted corner deviation is a refusal (here with a bound no real fit meets)."""
+    from rtfuse.calib import register
+
+    pairs = _m2vd_pairs(shared_data / "video" / "m2vd", "0113_1714", 1)
+    cal = calib.estimate(pairs)
+    assert cal.stats.blocks >= register.MIN_BLOCKS and 0 < cal.stats.corner_sd_px <= register.MAX_CORNER_SD_PX
+    monkeypatch.setattr(register, "MAX_CORNER_SD_PX", cal.stats.corner_sd_px / 2)
+    with pytest.raises(RtfuseError, match="registration failed: the fit rests on .* blocks .* uncertain by .*residual"):
+        calib.estimate(pairs)
+
+
+def test_a_scene_at_several_depths_is_refused_as_one_pair(shared_data: Path):
+    """MSRS 00107D: block by block its infrared is off by -3 to +10 px, no homography fits it; its
+    search candidates that score alike end far apart on the fine level: no peak contrast."""
+    root = shared_data / "msrs"
+    pair = (read_image(root / "vi" / "00107D.png"), read_image(root / "ir" / "00107D.png", gray=True))
+    with pytest.raises(RtfuseError, match="registration failed: no pair aligned.*peak contrast 0.0"):
+        calib.estimate([pair])

@@ -93,3 +93,11 @@ def test_project_jacobian_matches_finite_differences():
 def test_robust_fit_needs_eight_pairs():
     with pytest.raises(ValueError, match="at least 8"):
         local.robust_homography(np.zeros((5, 2)), np.zeros((5, 2)), np.eye(3), scale=0.01)
+
+
+def test_a_degenerate_fit_has_unbounded_corners():
+    """Points on one line fix nothing across it: the corners' deviation is infinite, not NaN."""
+    x = np.linspace(-0.5, 0.5, 20)
+    src = np.stack([x, np.zeros_like(x)], axis=1)
+    fit = local.robust_homography(src, src + 0.01, np.eye(3), scale=0.01)
+    assert np.isinf(fit.corner_sd).all()

@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 # Acceptance of one pair: the orientation fields must correlate at the estimate (unrelated images
 # score about 0), and the best alignment must beat the best *distinct* rival alignment (another
-# search peak refined as far, more than _DISTINCT_PX away) by a margin: a scene with two
-# near-equal alignments (repetitive structure, little overlap) is refused, not guessed.
+# search peak refined as far and more than _DISTINCT_PX away, or, when it scores within this
+# margin, its fine-level fit more than _DISTINCT_FINE_PX away) by a margin: a scene with two
+# near-equal alignments (repetitive structure, little overlap, objects at several depths) is
+# refused, not guessed.
 MIN_EDGE_CORRELATION = 0.1
 MIN_PEAK_CONTRAST = 0.03
 # Pairs of one static rig must agree; estimates further than this (mean corner distance, in
@@ -55,6 +57,11 @@ _MAX_SHIFT = 0.25  # global search: largest shift, as a fraction of the visible 
 _MIN_OVERLAP = 0.5  # global search: shifts that overlap less of the visible frame are not scored
 _CANDIDATES = 3  # best global-search peaks, each refined through the middle level; the best goes on
 _DISTINCT_PX = 8.0  # peaks closer than this (mean corner distance, full resolution) are one peak
+# A rival within the peak contrast of the best is judged on the fine level instead: both are
+# fitted there, and fits within _DISTINCT_FINE_PX are one alignment (the middle level stopped two
+# starts of it apart), fits further apart two (a scene at several depths pins no homography down,
+# though its starts stopped close together on the middle level).
+_DISTINCT_FINE_PX = 5.0
 # Pyramid levels the optimiser refines every candidate on: (scale, Gaussian sigma in level
 # pixels, L-BFGS iterations, perspective terms free).
 _LEVELS: tuple[tuple[float, float, int, bool], ...] = (
@@ -84,13 +91,13 @@ def estimate(
 ) -> Calibration:
     """Estimate the IR-to-visible homography from (visible, infrared) frame pairs of one rig.
 
-    Each pair is searched and refined to the middle pyramid level on its own; the pairs that agree
-    (consensus of their corners) are then refined *together* on the fine level, one homography
-    maximising their summed score: several frames constrain the perspective terms that one frame's
-    structure leaves loose. Visible may be RGB or gray, infrared gray (or gray stored as RGB);
-    uint8, uint16 or float. Raises RtfuseError ("registration failed ...") when no pair registers
-    convincingly or the pairs disagree, rather than returning a warp nobody can trust.
-    ``progress(1)`` is called after each pair and after the joint refinement.
+    Each pair is searched and refined to the middle pyramid level on its own; the blocks of the
+    pairs that agree (consensus of their corners) then go into *one* fine-level fit: several frames
+    constrain the perspective terms that one frame's structure leaves loose. Visible may be RGB or
+    gray, infrared gray (or gray stored as RGB); uint8, uint16 or float. Raises RtfuseError
+    ("registration failed ...") when no pair registers convincingly, the pairs disagree, or the
+    fit leaves the corners loose, rather than returning a warp nobody can trust. ``progress(1)`` is
+    called after each pair and after the fine fit.
     """
     if not pairs:
         raise RtfuseError("registration failed: no frame pairs given")
@@ -103,7 +110,7 @@ def estimate(
             raise RtfuseError(f"pair {i}: sizes differ from the first pair; one rig, one pair of sizes")
         try:
             pyramid = _Pyramid.build(vis, ir)
-            search = _search(pyramid)
+            search = _search(pyramid, min_contrast)
         except RtfuseError as exc:
             failures.append(f"pair {i}: {exc}")
             continue
@@ -137,11 +144,12 @@ def estimate(
     if progress is not None:
         progress(1)
     correlation = tuple(round(_ngf_score(fine.params, p.fine).item(), 4) for p in pyramids)
+    residual = f"residual {1 - float(np.mean(correlation)):.3f}"
     if fine.blocks < MIN_BLOCKS or fine.corner_sd_px > MAX_CORNER_SD_PX:
         raise RtfuseError(
             f"registration failed: the fit rests on {fine.blocks} structured blocks and leaves the frame "
             f"corners uncertain by {fine.corner_sd_px:.1f} px (need >= {MIN_BLOCKS} blocks and <= "
-            f"{MAX_CORNER_SD_PX} px; residual {1 - float(np.mean(correlation)):.3f}); frames with structure "
+            f"{MAX_CORNER_SD_PX} px; {residual}); frames with structure "
             f"spread over the whole image register better"
         )
     stats = RegistrationStats(
@@ -162,7 +170,7 @@ def estimate(
 class PairResult:
     homography: np.ndarray
     correlation: float  # orientation-field correlation at the estimate, on the fine level (-1..1)
-    contrast: float  # margin over the best distinct rival alignment, on the middle level
+    contrast: float  # margin over the best distinct rival alignment (middle-level scores)
     blocks: int  # structured blocks the fine fit rests on
     corner_sd_px: float  # the fit's predicted standard deviation of the frame corners, visible pixels
 
@@ -170,7 +178,7 @@ class PairResult:
 def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
     """Register one pair (no acceptance): global NGF search, NGF optimisation, block fit."""
     pyramid = _Pyramid.build(vis, ir)
-    search = _search(pyramid)
+    search = _search(pyramid, MIN_PEAK_CONTRAST)
     fine = _fit_fine([pyramid], search.params)
     return PairResult(
         homography=_from_params(fine.params, pyramid.vis_px, pyramid.ir_px),
@@ -219,8 +227,12 @@ class _Search:
         return _from_params(self.params, pyramid.vis_px, pyramid.ir_px)
 
 
-def _search(pyramid: _Pyramid) -> _Search:
-    """Global search, then every candidate refined through the middle level; the best one wins."""
+def _search(pyramid: _Pyramid, min_contrast: float) -> _Search:
+    """Global search, then every candidate refined through the middle level; the best one wins.
+
+    Its margin is over the best rival that is a distinct alignment; a rival within ``min_contrast``
+    of the best is judged distinct by its fine-level fit (see _DISTINCT_FINE_PX).
+    """
     refined: list[tuple[float, torch.Tensor]] = []
     for hom in _global_search(pyramid.levels[0]):
         params = _to_params(hom, pyramid.vis_px, pyramid.ir_px)
@@ -229,9 +241,23 @@ def _search(pyramid: _Pyramid) -> _Search:
         refined.append((_ngf_score(params, pyramid.levels[-2]).item(), params))
     refined.sort(key=lambda r: -r[0])
     score, params = refined[0]
-    best = _from_params(params, pyramid.vis_px, pyramid.ir_px)
-    rivals = [sc for sc, p in refined[1:]
-              if corner_error(_from_params(p, pyramid.vis_px, pyramid.ir_px), best, pyramid.ir_px) > _DISTINCT_PX]
+
+    def homography(p: torch.Tensor) -> np.ndarray:
+        return _from_params(p, pyramid.vis_px, pyramid.ir_px)
+
+    best = homography(params)
+    best_fit: np.ndarray | None = None
+    rivals = []
+    for rival_score, rival in refined[1:]:
+        if score - rival_score >= min_contrast:
+            distinct = corner_error(homography(rival), best, pyramid.ir_px) > _DISTINCT_PX
+        else:
+            if best_fit is None:
+                best_fit = homography(_fit_fine([pyramid], params).params)
+            rival_fit = homography(_fit_fine([pyramid], rival).params)
+            distinct = corner_error(rival_fit, best_fit, pyramid.ir_px) > _DISTINCT_FINE_PX
+        if distinct:
+            rivals.append(rival_score)
     return _Search(params, score, score - max(rivals) if rivals else score)
 
 
