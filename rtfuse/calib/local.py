@@ -127,10 +127,10 @@ def robust_homography(src: np.ndarray, dst: np.ndarray, start: np.ndarray, scale
     variance = float((weight * res2).sum() / max(2 * weight.sum() - 8, 1.0))  # per coordinate
     normal = np.einsum("n,nki,nkj->ij", weight, jac, jac)
     homography = np.append(params, 1.0).reshape(3, 3)
-    eigen = np.linalg.eigvalsh(normal)
+    eigen, vectors = np.linalg.eigh(normal)
     if eigen[0] <= 1e-10 * eigen[-1]:  # the points leave some direction free (on one line, say)
         return RobustFit(homography, weight, np.full((4, 2), np.inf))
-    cov = variance * np.linalg.inv(normal)
     _, corner_jac = project(params, _CORNERS)
-    corner_var = np.einsum("kai,ij,kai->ka", corner_jac, cov, corner_jac)
+    # covariance variance * normal^-1 through its eigenvectors: non-negative by construction
+    corner_var = variance * ((corner_jac @ vectors) ** 2 / eigen).sum(axis=2)
     return RobustFit(homography, weight, np.sqrt(corner_var))

@@ -59,8 +59,9 @@ _CANDIDATES = 3  # best global-search peaks, each refined through the middle lev
 _DISTINCT_PX = 8.0  # peaks closer than this (mean corner distance, full resolution) are one peak
 # A rival within the peak contrast of the best is judged on the fine level instead: both are
 # fitted there, and fits within _DISTINCT_FINE_PX are one alignment (the middle level stopped two
-# starts of it apart), fits further apart two (a scene at several depths pins no homography down,
-# though its starts stopped close together on the middle level).
+# starts of it apart), fits further apart two (a scene at several depths pins no homography down:
+# MSRS 00107D's starts 0.3 px apart end 20 px apart). Only for a single pair: with several, the
+# consensus of the frames is the check, and the fits would cost `rtfuse calib` its time budget.
 _DISTINCT_FINE_PX = 5.0
 # Pyramid levels the optimiser refines every candidate on: (scale, Gaussian sigma in level
 # pixels, L-BFGS iterations, perspective terms free).
@@ -77,7 +78,7 @@ _FINE_MAX_PX = 800
 _FINE_RADII_PX = (16, 8, 4, 3)
 # A fit needs this many structured blocks, and its frame corners a predicted standard deviation
 # of at most MAX_CORNER_SD_PX (visible pixels): fewer or looser blocks leave the warp to chance.
-MIN_BLOCKS = 12
+MIN_BLOCKS = 20
 MAX_CORNER_SD_PX = 3.0
 # Pixels this close to the overlap border are not scored: their gradients see the zero padding.
 _BORDER = 0.98
@@ -110,7 +111,7 @@ def estimate(
             raise RtfuseError(f"pair {i}: sizes differ from the first pair; one rig, one pair of sizes")
         try:
             pyramid = _Pyramid.build(vis, ir)
-            search = _search(pyramid, min_contrast)
+            search = _search(pyramid, min_contrast, judge_on_fine=len(pairs) == 1)
         except RtfuseError as exc:
             failures.append(f"pair {i}: {exc}")
             continue
@@ -178,7 +179,7 @@ class PairResult:
 def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
     """Register one pair (no acceptance): global NGF search, NGF optimisation, block fit."""
     pyramid = _Pyramid.build(vis, ir)
-    search = _search(pyramid, MIN_PEAK_CONTRAST)
+    search = _search(pyramid, MIN_PEAK_CONTRAST, judge_on_fine=True)
     fine = _fit_fine([pyramid], search.params)
     return PairResult(
         homography=_from_params(fine.params, pyramid.vis_px, pyramid.ir_px),
@@ -227,11 +228,11 @@ class _Search:
         return _from_params(self.params, pyramid.vis_px, pyramid.ir_px)
 
 
-def _search(pyramid: _Pyramid, min_contrast: float) -> _Search:
+def _search(pyramid: _Pyramid, min_contrast: float, judge_on_fine: bool) -> _Search:
     """Global search, then every candidate refined through the middle level; the best one wins.
 
-    Its margin is over the best rival that is a distinct alignment; a rival within ``min_contrast``
-    of the best is judged distinct by its fine-level fit (see _DISTINCT_FINE_PX).
+    Its margin is over the best rival that is a distinct alignment; with ``judge_on_fine``, a rival
+    within ``min_contrast`` of the best is judged distinct by its fine-level fit (_DISTINCT_FINE_PX).
     """
     refined: list[tuple[float, torch.Tensor]] = []
     for hom in _global_search(pyramid.levels[0]):
@@ -249,7 +250,7 @@ def _search(pyramid: _Pyramid, min_contrast: float) -> _Search:
     best_fit: np.ndarray | None = None
     rivals = []
     for rival_score, rival in refined[1:]:
-        if score - rival_score >= min_contrast:
+        if score - rival_score >= min_contrast or not judge_on_fine:
             distinct = corner_error(homography(rival), best, pyramid.ir_px) > _DISTINCT_PX
         else:
             if best_fit is None:
