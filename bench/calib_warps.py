@@ -84,6 +84,8 @@ def _case(job: tuple[str, str, list, np.ndarray, int]) -> dict:
     row["corner_error_px"] = round(calib.corner_error(warped.homography, np.linalg.inv(warp), size), 3)
     row["correlation"] = min(warped.stats.edge_correlation)
     row["margin"] = min(warped.stats.peak_contrast)
+    row["blocks"] = warped.stats.blocks
+    row["corner_sd_px"] = warped.stats.corner_sd_px
     if plain is not None:
         row["self_consistency_px"] = round(calib.corner_error(warped.homography @ warp, plain.homography, size), 3)
         row["own_offset_px"] = round(calib.corner_error(plain.homography, np.eye(3), size), 3)
