@@ -36,14 +36,67 @@ def base(reg):
 
 
 @variant
-def radii16(reg):
-    """The block search starts wider: 16 fine-level pixels, then 8, 4, 3."""
-    reg._FINE_RADII_PX = (16, 8, 4, 3)
+def radii8(reg):
+    """The block search starts at 8 fine-level pixels, then 4, 3 (the first form of the block fit)."""
+    reg._FINE_RADII_PX = (8, 4, 3)
 
 
 @variant
-def radii12(reg):
-    reg._FINE_RADII_PX = (12, 6, 3)
+def perspective_prior(reg):
+    """A zero-mean Gaussian prior of sd $PERSPECTIVE_SD (normalised units) on the two perspective
+    entries of the block fit, against a data term whose block count is divided by $BLOCKS_PER_REGION
+    (residuals of blocks on one object are not independent)."""
+    import os
+
+    from rtfuse.calib import local
+
+    sd = float(os.environ.get("PERSPECTIVE_SD", "0.01"))
+    per_region = float(os.environ.get("BLOCKS_PER_REGION", "1"))
+
+    def fit(src, dst, start, scale, iterations=30):
+        params = (start / start[2, 2]).ravel()[:8].astype(np.float64)
+        prior = np.zeros(8)
+        prior[6:] = 1 / sd**2
+        for _ in range(iterations):
+            proj, jac = local.project(params, src)
+            res = (proj - dst) / scale
+            weight = 1 / (1 + (res**2).sum(axis=1)) / per_region
+            normal = np.einsum("n,nki,nkj->ij", weight, jac, jac) / scale**2 + np.diag(prior)
+            gradient = np.einsum("n,nki,nk->i", weight, jac, res) / scale + prior * params
+            step = np.linalg.solve(normal, -gradient)
+            params = params + step
+            if np.abs(step).max() < 1e-10:
+                break
+        return plain(src, dst, np.append(params, 1.0).reshape(3, 3), scale, iterations=0)  # weights, deviation
+
+    plain = local.robust_homography
+    reg.local.robust_homography = fit
+
+
+@variant
+def multistart(reg):
+    """The product, with every search candidate also fitted on the fine level: how far from the
+    winner's fit each ends and how much lower its middle-level score was (a stability check)."""
+    from types import SimpleNamespace
+
+    def register_pair(vis, ir):
+        pyramid = reg._Pyramid.build(vis, ir)
+        refined = []
+        for hom in reg._global_search(pyramid.levels[0]):
+            params = reg._to_params(hom, pyramid.vis_px, pyramid.ir_px)
+            for level, (_, _, iterations, perspective) in zip(pyramid.levels, reg._LEVELS):
+                params = reg._optimise([level], params, iterations, perspective)
+            refined.append((reg._ngf_score(params, pyramid.levels[-2]).item(), params))
+        refined.sort(key=lambda r: -r[0])  # the product's winner first
+        fits = [reg._fit_fine([pyramid], p) for _, p in refined]
+        homs = [reg._from_params(f.params, pyramid.vis_px, pyramid.ir_px) for f in fits]
+        return SimpleNamespace(
+            homography=homs[0], correlation=reg._ngf_score(fits[0].params, pyramid.fine).item(), contrast=0.0,
+            blocks=fits[0].blocks, corner_sd_px=fits[0].corner_sd_px,
+            rivals=[[round(refined[0][0] - sc, 4), round(reg.corner_error(h, homs[0], pyramid.ir_px), 2)]
+                    for (sc, _), h in zip(refined[1:], homs[1:])])
+
+    reg.register_pair = register_pair
 
 
 def internal_warps(size):
@@ -100,6 +153,7 @@ def _case(job):
         "corr_w": round(w.correlation, 3), "contrast_w": round(w.contrast, 4),
         "corr_u": round(u.correlation, 3), "contrast_u": round(u.contrast, 4),
         **({"spread_u": u.spread, "spread_w": w.spread} if hasattr(w, "spread") else {}),
+        **({"rivals_u": u.rivals, "rivals_w": w.rivals} if hasattr(w, "rivals") else {}),
         **({"blocks_u": u.blocks, "blocks_w": w.blocks, "corner_sd_u": round(u.corner_sd_px, 2),
             "corner_sd_w": round(w.corner_sd_px, 2)} if hasattr(w, "blocks") else {}),
     }
