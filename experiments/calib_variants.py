@@ -85,7 +85,7 @@ def multistart(reg):
         for hom in reg._global_search(pyramid.levels[0]):
             params = reg._to_params(hom, pyramid.vis_px, pyramid.ir_px)
             for level, (_, _, iterations, perspective) in zip(pyramid.levels, reg._LEVELS):
-                params = reg._optimise([level], params, iterations, perspective)
+                params = reg._optimise(level, params, iterations, perspective)
             refined.append((reg._ngf_score(params, pyramid.levels[-2]).item(), params))
         refined.sort(key=lambda r: -r[0])  # the product's winner first
         fits = [reg._fit_fine([pyramid], p) for _, p in refined]

@@ -130,7 +130,8 @@ def estimate(
         log.info("rejected %s", f)
     if not found:
         raise RtfuseError(
-            "registration failed: no pair aligned convincingly (textureless or unrelated images?); "
+            "registration failed: no pair aligned convincingly (textureless or unrelated images, or a scene "
+            "at several depths?); "
             + "; ".join(failures[:3])
         )
     hom, inliers, spread = _consensus([s.homography(p) for p, s in found], ir_size)
@@ -238,7 +239,7 @@ def _search(pyramid: _Pyramid, min_contrast: float, judge_on_fine: bool) -> _Sea
     for hom in _global_search(pyramid.levels[0]):
         params = _to_params(hom, pyramid.vis_px, pyramid.ir_px)
         for level, (_, _, iterations, perspective) in zip(pyramid.levels, _LEVELS):
-            params = _optimise([level], params, iterations, perspective)
+            params = _optimise(level, params, iterations, perspective)
         refined.append((_ngf_score(params, pyramid.levels[-2]).item(), params))
     refined.sort(key=lambda r: -r[0])
     score, params = refined[0]
@@ -474,8 +475,8 @@ def _ngf_score(params: torch.Tensor, level: _Level) -> torch.Tensor:
     return (vis_field * ir_field).sum() / den
 
 
-def _optimise(levels: list[_Level], params: torch.Tensor, iterations: int, perspective: bool) -> torch.Tensor:
-    """L-BFGS (strong Wolfe line search) on the mean NGF score of ``levels`` (one level of each pair).
+def _optimise(level: _Level, params: torch.Tensor, iterations: int, perspective: bool) -> torch.Tensor:
+    """L-BFGS (strong Wolfe line search) on the NGF score of one pyramid level.
 
     A unit step moves the image one level pixel. L-BFGS converged in a fraction of the evaluations
     Adam needed, and to a sharper optimum.
@@ -483,7 +484,7 @@ def _optimise(levels: list[_Level], params: torch.Tensor, iterations: int, persp
     free = torch.ones(8, dtype=params.dtype)
     if not perspective:
         free[6:] = 0.0
-    free = free * 2.0 / levels[0].grid.shape[1]
+    free = free * 2.0 / level.grid.shape[1]
     start = params.detach().clone()
     delta = torch.zeros(8, dtype=params.dtype, requires_grad=True)
     opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe",
@@ -491,7 +492,7 @@ def _optimise(levels: list[_Level], params: torch.Tensor, iterations: int, persp
 
     def loss() -> torch.Tensor:
         opt.zero_grad()
-        value = -sum(_ngf_score(start + delta * free, level) for level in levels) / len(levels)
+        value = -_ngf_score(start + delta * free, level)
         value.backward()
         return value
 
