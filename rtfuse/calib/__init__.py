@@ -6,8 +6,9 @@ estimates it aligns structure, not intensity (see ``register.py``).
 - ``calibration.py``: :class:`Calibration` (checking sizes, warping, TOML save/load),
   :class:`RegistrationStats`, ``FORMAT_VERSION``
 - ``register.py``: :func:`estimate` (several pairs, consensus, acceptance thresholds such as
-  ``MIN_EDGE_CORRELATION``), :func:`register_pair` (NGF search and optimisation),
+  ``MIN_EDGE_CORRELATION``), :func:`register_pair` (NGF search and optimisation, block fit),
   :func:`intensity_homography` (the same-modality reference), :func:`corner_error`
+- ``local.py``: the fine level's block shifts and Cauchy-weighted homography fit
 - ``target.py``: :func:`estimate_from_target`, the target-based method (:class:`Target`: chessboard
   or asymmetric circle grid, found in both modalities, either polarity)
 - ``synthetic.py``: known geometry to check a method against (:func:`draw_warp`, rendered target rigs)
