@@ -34,9 +34,8 @@ def offsets(vis: np.ndarray, ir: np.ndarray, radius: int = 12) -> dict:
     pyramid = reg._Pyramid.build(vis, ir)
     level = pyramid.fine
     identity = torch.zeros(8, dtype=torch.float64)
-    moved, weight = reg._warp_ir(identity, level)
-    ir_field = reg._orientation(*reg._gradients(moved), level.ir_eps) * weight
-    found = local.block_shifts(reg._hwc(level.vis_field * weight), reg._hwc(ir_field), radius)
+    vis_field, ir_field = reg._fields(identity, level)
+    found = local.block_shifts(reg._hwc(vis_field), reg._hwc(ir_field), radius)
     h, w = level.vis_valid.shape
     to_vis = pyramid.vis_px[0] / w
     shifts = found.shifts * to_vis

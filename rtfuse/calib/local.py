@@ -23,7 +23,6 @@ MIN_BLOCK_PEAK = 0.15  # correlation at the block's best shift
 MIN_BLOCK_DISTINCTNESS = 0.03  # over the best shift more than _RIVAL_RADIUS px away (one edge: a ridge)
 _RIVAL_RADIUS = 3
 CAUCHY_SCALE_PX = 1.0  # residual at which a block's weight halves
-_IDENTITY = np.array([1, 0, 0, 0, 1, 0, 0, 0.0])
 _CORNERS = np.float64([[-1, -1], [1, -1], [1, 1], [-1, 1]])
 
 

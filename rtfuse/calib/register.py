@@ -283,9 +283,8 @@ def _fit_fine(pyramids: list[_Pyramid], params: torch.Tensor) -> _FineFit:
         for pyramid in pyramids:
             level = pyramid.fine
             h, w = level.vis_valid.shape
-            moved, weight = _warp_ir(params, level)
-            ir_field = _orientation(*_gradients(moved), level.ir_eps) * weight
-            found = local.block_shifts(_hwc(level.vis_field * weight), _hwc(ir_field), radius)
+            vis_field, ir_field = _fields(params, level)
+            found = local.block_shifts(_hwc(vis_field), _hwc(ir_field), radius)
             to_normalised = np.array([2 / w, 2 / h])
             src.append((found.centres + 0.5) * to_normalised - 1)
             seen = (found.centres + found.shifts + 0.5) * to_normalised - 1
@@ -457,20 +456,19 @@ def _matrix(params: torch.Tensor) -> torch.Tensor:
     return torch.cat([params + torch.eye(3, dtype=params.dtype).ravel()[:8], params.new_ones(1)]).reshape(3, 3)
 
 
-def _warp_ir(params: torch.Tensor, level: _Level) -> tuple[torch.Tensor, torch.Tensor]:
-    """The infrared image seen from the visible grid, and where both are valid (1) or not (0)."""
+def _fields(params: torch.Tensor, level: _Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (2, h, w) orientation fields of visible and of infrared warped by ``params``, both zero
+    where either image is invalid or the overlap border is near."""
     q = level.grid @ _matrix(params).T.float()
     xy = (q[..., :2] / q[..., 2:])[None]
     moved, valid = F.grid_sample(level.ir, xy, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     weight = (valid > 0.999) & (xy[0].abs() < _BORDER).all(dim=-1) & (level.vis_valid > 0)
-    return moved, weight.to(moved.dtype)
+    return level.vis_field * weight, _orientation(*_gradients(moved), level.ir_eps) * weight
 
 
 def _ngf_score(params: torch.Tensor, level: _Level) -> torch.Tensor:
     """Normalised correlation of the two orientation fields over the valid overlap (-1..1)."""
-    moved, weight = _warp_ir(params, level)
-    ir_field = _orientation(*_gradients(moved), level.ir_eps) * weight
-    vis_field = level.vis_field * weight
+    vis_field, ir_field = _fields(params, level)
     den = torch.sqrt((vis_field * vis_field).sum() * (ir_field * ir_field).sum()) + 1e-9
     return (vis_field * ir_field).sum() / den
 
