@@ -142,7 +142,9 @@ def estimate(
         )
     used = [found[i] for i in inliers]
     pyramids = [p for p, _ in used]
-    fine = _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
+    # one pair: the consensus is its own estimate, whose fit the search may have made already
+    single = used[0][1].fine if len(used) == 1 else None
+    fine = single or _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
     if progress is not None:
         progress(1)
     correlation = tuple(round(_ngf_score(fine.params, p.fine).item(), 4) for p in pyramids)
@@ -181,7 +183,7 @@ def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
     """Register one pair (no acceptance): global NGF search, NGF optimisation, block fit."""
     pyramid = _Pyramid.build(vis, ir)
     search = _search(pyramid, MIN_PEAK_CONTRAST, judge_on_fine=True)
-    fine = _fit_fine([pyramid], search.params)
+    fine = search.fine or _fit_fine([pyramid], search.params)
     return PairResult(
         homography=_from_params(fine.params, pyramid.vis_px, pyramid.ir_px),
         correlation=_ngf_score(fine.params, pyramid.fine).item(),
@@ -224,6 +226,7 @@ class _Search:
     params: torch.Tensor  # the best alignment after the middle level
     score: float  # its score there
     margin: float  # over the best distinct rival alignment
+    fine: _FineFit | None  # the winner's fine-level fit, where judging a close rival needed it
 
     def homography(self, pyramid: _Pyramid) -> np.ndarray:
         return _from_params(self.params, pyramid.vis_px, pyramid.ir_px)
@@ -248,19 +251,18 @@ def _search(pyramid: _Pyramid, min_contrast: float, judge_on_fine: bool) -> _Sea
         return _from_params(p, pyramid.vis_px, pyramid.ir_px)
 
     best = homography(params)
-    best_fit: np.ndarray | None = None
+    fine: _FineFit | None = None
     rivals = []
     for rival_score, rival in refined[1:]:
         if score - rival_score >= min_contrast or not judge_on_fine:
             distinct = corner_error(homography(rival), best, pyramid.ir_px) > _DISTINCT_PX
         else:
-            if best_fit is None:
-                best_fit = homography(_fit_fine([pyramid], params).params)
+            fine = fine or _fit_fine([pyramid], params)
             rival_fit = homography(_fit_fine([pyramid], rival).params)
-            distinct = corner_error(rival_fit, best_fit, pyramid.ir_px) > _DISTINCT_FINE_PX
+            distinct = corner_error(rival_fit, homography(fine.params), pyramid.ir_px) > _DISTINCT_FINE_PX
         if distinct:
             rivals.append(rival_score)
-    return _Search(params, score, score - max(rivals) if rivals else score)
+    return _Search(params, score, score - max(rivals) if rivals else score, fine)
 
 
 @dataclass(frozen=True)
