@@ -77,6 +77,15 @@ def _vertex(c: np.ndarray) -> float:
     return float(0.5 * (c[0] - c[2]) / den) if den < 0 else 0.0
 
 
+def robust_weight(res2: np.ndarray) -> np.ndarray:
+    """Cauchy weight of squared residuals in units of the scale: one half at one scale.
+
+    One function for the loss of the fit, so that a variant of it is one replacement (Tukey's
+    biweight was tried this way: experiments/log.md, session 21).
+    """
+    return 1 / (1 + res2)
+
+
 def project(params: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points mapped by a homography's 8 entries (the 9th is 1) and the (n, 2, 8) Jacobian."""
     x, y = points[:, 0], points[:, 1]
@@ -114,7 +123,7 @@ def robust_homography(src: np.ndarray, dst: np.ndarray, start: np.ndarray, scale
     for _ in range(iterations):
         proj, jac = project(params, src)
         res = (proj - dst) / scale
-        weight = 1 / (1 + (res**2).sum(axis=1))
+        weight = robust_weight((res**2).sum(axis=1))
         normal = np.einsum("n,nki,nkj->ij", weight, jac, jac) / scale**2
         step = np.linalg.solve(normal + 1e-12 * np.eye(8), -np.einsum("n,nki,nk->i", weight, jac, res) / scale)
         params = params + step
@@ -122,7 +131,7 @@ def robust_homography(src: np.ndarray, dst: np.ndarray, start: np.ndarray, scale
             break
     proj, jac = project(params, src)
     res2 = ((proj - dst) ** 2).sum(axis=1)
-    weight = 1 / (1 + res2 / scale**2)
+    weight = robust_weight(res2 / scale**2)
     variance = float((weight * res2).sum() / max(2 * weight.sum() - 8, 1.0))  # per coordinate
     normal = np.einsum("n,nki,nkj->ij", weight, jac, jac)
     homography = np.append(params, 1.0).reshape(3, 3)

@@ -76,6 +76,10 @@ _LEVELS: tuple[tuple[float, float, int, bool], ...] = (
 _FINE_SIGMA = 1.0
 _FINE_MAX_PX = 800
 _FINE_RADII_PX = (16, 8, 4, 3)
+# The fit's Cauchy scale at each window (fine-level pixels). Shrinking it with the window
+# (graduated non-convexity, 4/2/1/1 px) did not steady the fit on scenes at several depths and
+# raised the median self-consistency 0.72 -> 1.26 px (experiments/log.md, session 21).
+_FINE_CAUCHY_PX = (local.CAUCHY_SCALE_PX,) * len(_FINE_RADII_PX)
 # A fit needs this many structured blocks, and its frame corners a predicted standard deviation
 # of at most MAX_CORNER_SD_PX (visible pixels): fewer or looser blocks leave the warp to chance.
 MIN_BLOCKS = 20
@@ -279,7 +283,7 @@ def _fit_fine(pyramids: list[_Pyramid], params: torch.Tensor) -> _FineFit:
     """
     vis_px = pyramids[0].vis_px
     fit = None
-    for radius in _FINE_RADII_PX:
+    for radius, cauchy_px in zip(_FINE_RADII_PX, _FINE_CAUCHY_PX):
         m = _matrix(params).numpy()
         src, dst = [], []
         for pyramid in pyramids:
@@ -294,7 +298,7 @@ def _fit_fine(pyramids: list[_Pyramid], params: torch.Tensor) -> _FineFit:
         src_all, dst_all = np.concatenate(src), np.concatenate(dst)
         if len(src_all) < MIN_BLOCKS:
             return _FineFit(params, len(src_all), float("inf"))
-        fit = local.robust_homography(src_all, dst_all, m, local.CAUCHY_SCALE_PX * 2 / w)
+        fit = local.robust_homography(src_all, dst_all, m, cauchy_px * 2 / w)
         params = torch.tensor((fit.homography - np.eye(3)).ravel()[:8], dtype=params.dtype)
     assert fit is not None
     # corner deviations in infrared normalised units (half a frame side each) -> visible pixels
