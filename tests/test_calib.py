@@ -146,6 +146,7 @@ def test_cli_calibrate_and_check(shared_data: Path, tmp_path: Path, capsys):
     assert cli_main(["calib", "--vis", str(vis), "--ir", str(ir), "-o", str(toml)]) == 0
     said = capsys.readouterr()
     assert "edge correlation" in said.out and "registering: 100%" in said.err and "2/2" in said.err  # the pair, then the refinement
+    assert "note: registered from one pair" in said.out  # a single pair can be left between depths: say so
     cal = calib.Calibration.load(toml)
     assert cal.vis_size == (640, 480) and cal.stats.pairs_used == 1
     overlay = tmp_path / "overlay.png"
@@ -158,6 +159,16 @@ def test_cli_calibrate_and_check(shared_data: Path, tmp_path: Path, capsys):
     cv2.imwrite(str(small), np.zeros((100, 100), np.uint8))
     assert cli_main(["calib", "--check", str(toml), "--vis", str(small), "--ir", str(small), "--out", str(overlay)]) == 2
     assert "640x480" in capsys.readouterr().err
+
+
+def test_cli_calibrates_from_frames_of_a_clip(shared_data: Path, tmp_path: Path, capsys):
+    root = shared_data / "video" / "m2vd"
+    toml = tmp_path / "rig.toml"
+    args = ["calib", "--vis", str(root / "vi" / "0113_1714.mp4"), "--ir", str(root / "ir" / "0113_1714.mp4"), "--frames", "2"]
+    assert cli_main([*args, "-o", str(toml)]) == 0
+    said = capsys.readouterr()
+    assert "3/3" in said.err and "note: registered from one pair" not in said.out  # two pairs, then the joint fit
+    assert (calib.Calibration.load(toml).stats.pairs_total, calib.Calibration.load(toml).stats.pairs_used) == (2, 2)
 
 
 def test_a_fit_with_loose_corners_is_refused(shared_data: Path, monkeypatch):
