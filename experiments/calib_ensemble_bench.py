@@ -5,7 +5,7 @@ each estimate is mapped back through its warp. At least two must register and al
 agree within ``--max-spread`` px (largest pairwise corner distance), else the pair is refused; the
 estimate is the mean of their corners. Several pairs go through the product's ``estimate``.
 
-    .venv/bin/python experiments/calib_ensemble_bench.py [--max-spread 8] [--clip-warps 0] > out.json
+    .venv/bin/python experiments/calib_ensemble_bench.py [--max-spread 8] [--clip-warps 0] [--seed 0] > out.json
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def main() -> None:
     p.add_argument("--per-set", type=int, default=10)
     p.add_argument("--clip-warps", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     calib.estimate = ensemble(args.max_spread)  # inherited by the forked pool workers
-    print(json.dumps(calib_warps.measure(calib_warps.DEFAULT_DATA, args.per_set, args.clip_warps, args.jobs, 0), indent=1))
+    print(json.dumps(calib_warps.measure(calib_warps.DEFAULT_DATA, args.per_set, args.clip_warps, args.jobs, args.seed), indent=1))
 
 
 if __name__ == "__main__":

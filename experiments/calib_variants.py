@@ -42,6 +42,49 @@ def radii8(reg):
 
 
 @variant
+def graduated(reg):
+    """Graduated non-convexity: the block fit's Cauchy scale shrinks with the window, 4, 2, 1, 1 px
+    (a wide first scale has one basin, so where the fit ends depends on the blocks, not the start)."""
+    reg._FINE_CAUCHY_PX = (4.0, 2.0, 1.0, 1.0)
+
+
+@variant
+def back_check(reg):
+    """Blocks whose matched infrared content, searched for in the visible field, does not come back
+    within 1 px of where it started are dropped (forward-backward consistency)."""
+    import cv2
+
+    from rtfuse.calib.local import BLOCK_PX, BlockShifts
+
+    forward = reg.local.__dict__.setdefault("_forward_shifts", reg.local.block_shifts)
+
+    def checked(fixed, moving, radius, block=BLOCK_PX, **kwargs):
+        found = forward(fixed, moving, radius, block, **kwargs)
+        fixed, moving = np.float32(fixed), np.float32(moving)
+        padded = np.pad(fixed, ((radius, radius), (radius, radius), (0, 0)))
+        keep = []
+        for (cx, cy), (dx, dy) in zip(found.centres, found.shifts):
+            x0, y0 = round(cx - (block - 1) / 2), round(cy - (block - 1) / 2)
+            mx, my = x0 + round(dx), y0 + round(dy)  # the matched content's corner in moving
+            back = cv2.matchTemplate(padded[my:my + block + 2 * radius, mx:mx + block + 2 * radius],
+                                     moving[my:my + block, mx:mx + block], cv2.TM_CCORR_NORMED)
+            by, bx = np.unravel_index(int(np.argmax(back)), back.shape)
+            keep.append(abs(bx - radius + round(dx)) <= 1 and abs(by - radius + round(dy)) <= 1)
+        keep = np.array(keep, bool).reshape(-1)
+        return BlockShifts(found.centres[keep], found.shifts[keep])
+
+    reg.local.block_shifts = checked
+
+
+@variant
+def tukey(reg):
+    """The block fit weighs blocks by Tukey's biweight (zero beyond 4 Cauchy scales) instead of
+    Cauchy's: blocks of another depth lose all their pull, the fit keeps the dominant surface and
+    its corner deviation is that surface's."""
+    reg.local.robust_weight = lambda res2: np.clip(1 - res2 / 16, 0, None) ** 2
+
+
+@variant
 def perspective_prior(reg):
     """A zero-mean Gaussian prior of sd $PERSPECTIVE_SD (normalised units) on the two perspective
     entries of the block fit, against a data term whose block count is divided by $BLOCKS_PER_REGION
