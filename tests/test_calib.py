@@ -183,6 +183,19 @@ def test_a_fit_with_loose_corners_is_refused(shared_data: Path, monkeypatch):
         calib.estimate(pairs)
 
 
+def test_one_pair_of_a_scene_at_several_depths_follows_a_warp(shared_data: Path):
+    """MSRS 00012N (a far facade, a near road, at night): one block fit jumped between the depths
+    and the bench's warp moved it 6.1 px; the fit smoothed over internal warps follows the warp."""
+    root = shared_data / "msrs"
+    vis, ir = read_image(root / "vi" / "00012N.png"), read_image(root / "ir" / "00012N.png", gray=True)
+    rng = np.random.default_rng(0)
+    warp = [draw_warp(rng, (640, 480)) for _ in range(2)][1]  # the bench's warp of this pair (seed 0)
+    plain = calib.estimate([(vis, ir)])
+    warped = calib.estimate([(vis, warp_frame(ir, warp))])
+    assert calib.corner_error(warped.homography @ warp, plain.homography, (640, 480)) <= 5.0
+    assert plain.stats.corner_spread_px > 0  # the spread of its smoothing versions
+
+
 def test_a_scene_at_several_depths_is_refused_as_one_pair(shared_data: Path):
     """MSRS 00107D: block by block its infrared is off by -3 to +10 px, no homography fits it; its
     search candidates that score alike end far apart on the fine level: no peak contrast."""

@@ -24,7 +24,8 @@ class RegistrationStats:
 
     edge_correlation: tuple[float, ...]  # per used pair: ZNCC of the edge maps at the estimate
     peak_contrast: tuple[float, ...]  # per used pair: correlation minus the best 1-coarse-pixel shift
-    corner_spread_px: float  # mean corner distance of per-pair estimates from the consensus
+    # mean corner distance of the per-pair estimates from their consensus (one pair: of its smoothing fits)
+    corner_spread_px: float
     pairs_used: int
     pairs_total: int
     method: str = "scene"  # "scene" (structure registration) or "target KIND:COLSxROWS"

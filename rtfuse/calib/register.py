@@ -9,10 +9,11 @@ scale with the NGF score of every shift at once (FFT); each of its best peaks is
 the 1/4 and 1/2 levels (differentiable warping, autograd, L-BFGS; affine first, then with the
 perspective terms) and the best one there wins. On the fine level, blocks of the image find their
 local shifts and a robust homography is fitted to them (``local.py``); the blocks of several pairs
-of a static rig, after a consensus of their corner positions, go into one fit. A pair whose
-alignment correlates weakly or barely beats a distinct rival alignment is refused, and so is a fit
-whose corners its blocks leave loose, so a textureless, unrelated or ambiguous pair raises instead
-of returning a wrong warp.
+of a static rig, after a consensus of their corner positions, go into one fit, and one pair's fit
+is averaged with its fits under fixed internal warps, so that a scene at several depths does not
+make it jump between them. A pair whose alignment correlates weakly or barely beats a distinct
+rival alignment is refused, and so is a fit whose corners its blocks leave loose, so a
+textureless, unrelated or ambiguous pair raises instead of returning a wrong warp.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 
 from rtfuse.calib import local
 from rtfuse.calib.calibration import Calibration, RegistrationStats, Size
+from rtfuse.calib.synthetic import WarpRange, draw_warp, warp_frame
 from rtfuse.color import rgb_to_gray
 from rtfuse.errors import RtfuseError
 from rtfuse.imageio import to_float01
@@ -80,6 +82,14 @@ _FINE_RADII_PX = (16, 8, 4, 3)
 # (graduated non-convexity, 4/2/1/1 px) did not steady the fit on scenes at several depths and
 # raised the median self-consistency 0.72 -> 1.26 px (experiments/log.md, session 21).
 _FINE_CAUCHY_PX = (local.CAUCHY_SCALE_PX,) * len(_FINE_RADII_PX)
+# One pair's fine fit is smoothed: made again with the infrared frame under fixed internal warps
+# (each from the middle level's estimate carried through its warp), mapped back, and the frame
+# corners of all averaged. On a scene at several depths one fit jumps between the depths' basins
+# with a small change of its input (MSRS 00012N, 00028N: 6 px); the mean over a fixed spread of
+# inputs moves by a fraction of a jump (self-consistency 6.1 -> 1.5, 6.5 -> 3.9 px; median
+# unchanged; experiments/log.md, session 21). Several pairs are steadied by their joint fit instead.
+_SMOOTHING_WARPS = 8
+_SMOOTHING_RANGE = WarpRange(rotation_deg=3.0, scale=(0.95, 1.05), shift=0.04, perspective=0.01)
 # A fit needs this many structured blocks, and its frame corners a predicted standard deviation
 # of at most MAX_CORNER_SD_PX (visible pixels): fewer or looser blocks leave the warp to chance.
 MIN_BLOCKS = 20
@@ -98,7 +108,8 @@ def estimate(
 
     Each pair is searched and refined to the middle pyramid level on its own; the blocks of the
     pairs that agree (consensus of their corners) then go into *one* fine-level fit: several frames
-    constrain the perspective terms that one frame's structure leaves loose. Visible may be RGB or
+    constrain the perspective terms that one frame's structure leaves loose. One pair's fit is
+    smoothed over internal warps of its infrared frame (``_SMOOTHING_WARPS``). Visible may be RGB or
     gray, infrared gray (or gray stored as RGB); uint8, uint16 or float. Raises RtfuseError
     ("registration failed ...") when no pair registers convincingly, the pairs disagree, or the
     fit leaves the corners loose, rather than returning a warp nobody can trust. ``progress(1)`` is
@@ -108,7 +119,7 @@ def estimate(
         raise RtfuseError("registration failed: no frame pairs given")
     vis_size = (pairs[0][0].shape[1], pairs[0][0].shape[0])
     ir_size = (pairs[0][1].shape[1], pairs[0][1].shape[0])
-    found: list[tuple[_Pyramid, _Search]] = []
+    found: list[tuple[int, _Pyramid, _Search]] = []
     failures: list[str] = []
     for i, (vis, ir) in enumerate(pairs):
         if (vis.shape[1], vis.shape[0]) != vis_size or (ir.shape[1], ir.shape[0]) != ir_size:
@@ -129,7 +140,7 @@ def estimate(
                 f"(need >= {min_contrast})"
             )
             continue
-        found.append((pyramid, search))
+        found.append((i, pyramid, search))
     for f in failures:
         log.info("rejected %s", f)
     if not found:
@@ -138,20 +149,25 @@ def estimate(
             "at several depths?); "
             + "; ".join(failures[:3])
         )
-    hom, inliers, spread = _consensus([s.homography(p) for p, s in found], ir_size)
+    hom, inliers, spread = _consensus([s.homography(p) for _, p, s in found], ir_size)
     if 2 * len(inliers) <= len(found):
         raise RtfuseError(
             f"registration failed: pairs disagree, only {len(inliers)} of {len(found)} agree within "
             f"{CONSENSUS_TOLERANCE_PX} px (residual corner spread {spread:.1f} px); is the rig static?"
         )
     used = [found[i] for i in inliers]
-    pyramids = [p for p, _ in used]
-    # one pair: the consensus is its own estimate, whose fit the search may have made already
-    single = used[0][1].fine if len(used) == 1 else None
-    fine = single or _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
+    pyramids = [p for _, p, _ in used]
+    if len(used) == 1:  # its own estimate, whose fit the search may have made already
+        index, pyramid, search = used[0]
+        fine = search.fine or _fit_fine(pyramids, search.params)
+        hom, spread = _smoothed(pairs[index], pyramid, search, fine)
+        params = _to_params(hom, vis_size, ir_size)
+    else:
+        fine = _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
+        hom, params = _from_params(fine.params, vis_size, ir_size), fine.params
     if progress is not None:
         progress(1)
-    correlation = tuple(round(_ngf_score(fine.params, p.fine).item(), 4) for p in pyramids)
+    correlation = tuple(round(_ngf_score(params, p.fine).item(), 4) for p in pyramids)
     residual = f"residual {1 - float(np.mean(correlation)):.3f}"
     if fine.blocks < MIN_BLOCKS or fine.corner_sd_px > MAX_CORNER_SD_PX:
         raise RtfuseError(
@@ -162,7 +178,7 @@ def estimate(
         )
     stats = RegistrationStats(
         edge_correlation=correlation,
-        peak_contrast=tuple(round(s.margin, 4) for _, s in used),
+        peak_contrast=tuple(round(s.margin, 4) for _, _, s in used),
         corner_spread_px=round(spread, 3),
         pairs_used=len(used),
         pairs_total=len(pairs),
@@ -170,8 +186,7 @@ def estimate(
         corner_sd_px=round(fine.corner_sd_px, 3),
     )
     date = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    return Calibration(homography=_from_params(fine.params, vis_size, ir_size), ir_size=ir_size, vis_size=vis_size,
-                       stats=stats, date=date)
+    return Calibration(homography=hom, ir_size=ir_size, vis_size=vis_size, stats=stats, date=date)
 
 
 @dataclass(frozen=True)
@@ -184,13 +199,14 @@ class PairResult:
 
 
 def register_pair(vis: np.ndarray, ir: np.ndarray) -> PairResult:
-    """Register one pair (no acceptance): global NGF search, NGF optimisation, block fit."""
+    """Register one pair (no acceptance): global NGF search, NGF optimisation, smoothed block fit."""
     pyramid = _Pyramid.build(vis, ir)
     search = _search(pyramid, MIN_PEAK_CONTRAST, judge_on_fine=True)
     fine = search.fine or _fit_fine([pyramid], search.params)
+    hom, _ = _smoothed((vis, ir), pyramid, search, fine)
     return PairResult(
-        homography=_from_params(fine.params, pyramid.vis_px, pyramid.ir_px),
-        correlation=_ngf_score(fine.params, pyramid.fine).item(),
+        homography=hom,
+        correlation=_ngf_score(_to_params(hom, pyramid.vis_px, pyramid.ir_px), pyramid.fine).item(),
         contrast=search.margin,
         blocks=fine.blocks,
         corner_sd_px=fine.corner_sd_px,
@@ -220,9 +236,22 @@ class _Pyramid:
                 )
         vis_valid, ir_valid = _valid(v), _valid(g)
         vis_px, ir_px = (v.shape[1], v.shape[0]), (g.shape[1], g.shape[0])
-        scales = [(scale, sigma) for scale, sigma, _, _ in _LEVELS] + [(min(1.0, _FINE_MAX_PX / max(vis_px)), _FINE_SIGMA)]
+        scales = [(scale, sigma) for scale, sigma, _, _ in _LEVELS] + [(_fine_scale(vis_px), _FINE_SIGMA)]
         levels = tuple(_Level.build(v, g, vis_valid, ir_valid, scale, sigma) for scale, sigma in scales)
         return cls(levels, vis_px, ir_px)
+
+    @classmethod
+    def fine_only(cls, vis: np.ndarray, ir: np.ndarray) -> _Pyramid:
+        """The fine level alone, for a fit that needs no search (no structure check either)."""
+        v, g = _gray(vis), _gray(ir)
+        vis_px = (v.shape[1], v.shape[0])
+        level = _Level.build(v, g, _valid(v), _valid(g), _fine_scale(vis_px), _FINE_SIGMA)
+        return cls((level,), vis_px, (g.shape[1], g.shape[0]))
+
+
+def _fine_scale(vis_px: Size) -> float:
+    """Full resolution, capped at _FINE_MAX_PX on the longer side."""
+    return min(1.0, _FINE_MAX_PX / max(vis_px))
 
 
 @dataclass(frozen=True)
@@ -304,6 +333,27 @@ def _fit_fine(pyramids: list[_Pyramid], params: torch.Tensor) -> _FineFit:
     # corner deviations in infrared normalised units (half a frame side each) -> visible pixels
     corner_sd = float(np.sqrt(((fit.corner_sd * np.array(vis_px) / 2) ** 2).sum(axis=1).mean()))
     return _FineFit(params, int((fit.weights > 0.5).sum()), corner_sd)
+
+
+def _smoothed(pair: tuple[np.ndarray, np.ndarray], pyramid: _Pyramid, search: _Search,
+              fine: _FineFit) -> tuple[np.ndarray, float]:
+    """One pair's fine fit averaged with its fits under the internal warps (_SMOOTHING_WARPS).
+
+    Returns the IR->visible homography through the mean frame corners and the mean corner distance
+    of the fits from it. A warped version whose fit rests on too few blocks is left out.
+    """
+    vis, ir = pair
+    vis_px, ir_px = pyramid.vis_px, pyramid.ir_px
+    middle = search.homography(pyramid)
+    homs = [_from_params(fine.params, vis_px, ir_px)]
+    for seed in range(1, _SMOOTHING_WARPS + 1):
+        warp = draw_warp(np.random.default_rng(seed), ir_px, _SMOOTHING_RANGE)
+        version = _Pyramid.fine_only(vis, warp_frame(ir, warp))
+        fit = _fit_fine([version], _to_params(middle @ np.linalg.inv(warp), vis_px, ir_px))
+        if fit.blocks >= MIN_BLOCKS:
+            homs.append(_from_params(fit.params, vis_px, ir_px) @ warp)
+    src, corners = _frame_corners(homs, ir_px)
+    return _through_mean(src, corners)
 
 
 def _hwc(field: torch.Tensor) -> np.ndarray:
@@ -557,13 +607,24 @@ def _global_search(level: _Level) -> list[np.ndarray]:
 
 def _consensus(homs: list[np.ndarray], ir_size: Size) -> tuple[np.ndarray, list[int], float]:
     """Robust combination of per-pair homographies: medoid in corner space, mean of its agreers."""
-    w, h = ir_size
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    corners = np.stack([cv2.perspectiveTransform(src.reshape(-1, 1, 2), hm).reshape(4, 2) for hm in homs])
+    src, corners = _frame_corners(homs, ir_size)
     dist = np.linalg.norm(corners[:, None] - corners[None, :], axis=3).mean(axis=2)
     medoid = int(np.argmin(dist.sum(axis=1)))
     inliers = [i for i in range(len(homs)) if dist[medoid, i] <= CONSENSUS_TOLERANCE_PX]
-    mean_corners = corners[inliers].mean(axis=0).astype(np.float32)
+    hom, spread = _through_mean(src, corners[inliers])
+    return hom, inliers, spread
+
+
+def _frame_corners(homs: list[np.ndarray], ir_size: Size) -> tuple[np.ndarray, np.ndarray]:
+    """The infrared frame's corners (4, 2) and where each homography puts them (n, 4, 2)."""
+    w, h = ir_size
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    return src, np.stack([cv2.perspectiveTransform(src.reshape(-1, 1, 2), hm).reshape(4, 2) for hm in homs])
+
+
+def _through_mean(src: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, float]:
+    """The homography taking ``src`` to the mean of ``corners`` (n, 4, 2), and their mean distance from it."""
+    mean_corners = corners.mean(axis=0).astype(np.float32)
     hom = cv2.getPerspectiveTransform(src, mean_corners).astype(np.float64)
-    spread = float(np.mean([np.linalg.norm(corners[i] - mean_corners, axis=1).mean() for i in inliers]))
-    return hom / hom[2, 2], inliers, spread
+    spread = float(np.mean([np.linalg.norm(c - mean_corners, axis=1).mean() for c in corners]))
+    return hom / hom[2, 2], spread
