@@ -51,9 +51,9 @@ def run(args) -> int:
     cal.save(args.output)
     print(f"wrote {args.output}: {cal.stats.summary()}")
     if not target and cal.stats.pairs_used == 1:
-        print("note: registered from one pair; in a scene at several depths one pair can leave the warp between "
-              "surfaces, several px off at the corners; several frames of the rig (a clip or a folder, --frames) "
-              "pin it down. Look at it: rtfuse calib --check FILE --vis ... --ir ... --out overlay.png")
+        print("note: registered from one pair; in a scene at several depths one homography is a compromise between "
+              "them; several frames of the rig (a clip or a folder, --frames) pin it down better. Look at it: "
+              "rtfuse calib --check FILE --vis ... --ir ... --out overlay.png")
     print("homography (IR -> visible pixels):")
     for row in cal.homography:
         print("  " + "  ".join(f"{v:12.6g}" for v in row))
