@@ -157,19 +157,23 @@ def estimate(
         )
     used = [found[i] for i in inliers]
     pyramids = [p for _, p, _ in used]
-    if len(used) == 1:  # its own estimate, whose fit the search may have made already
-        index, pyramid, search = used[0]
-        fine = search.fine or _fit_fine(pyramids, search.params)
+    single = used[0] if len(used) == 1 else None
+    if single:  # its own estimate, whose fit the search may have made already
+        fine = single[2].fine or _fit_fine(pyramids, single[2].params)
+    else:
+        fine = _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
+    loose = fine.blocks < MIN_BLOCKS or fine.corner_sd_px > MAX_CORNER_SD_PX
+    if single and not loose:  # a fit refused anyway is not smoothed
+        index, pyramid, search = single
         hom, spread = _smoothed(pairs[index], pyramid, search, fine)
         params = _to_params(hom, vis_size, ir_size)
     else:
-        fine = _fit_fine(pyramids, _to_params(hom, vis_size, ir_size))
         hom, params = _from_params(fine.params, vis_size, ir_size), fine.params
     if progress is not None:
         progress(1)
     correlation = tuple(round(_ngf_score(params, p.fine).item(), 4) for p in pyramids)
     residual = f"residual {1 - float(np.mean(correlation)):.3f}"
-    if fine.blocks < MIN_BLOCKS or fine.corner_sd_px > MAX_CORNER_SD_PX:
+    if loose:
         raise RtfuseError(
             f"registration failed: the fit rests on {fine.blocks} structured blocks and leaves the frame "
             f"corners uncertain by {fine.corner_sd_px:.1f} px (need >= {MIN_BLOCKS} blocks and <= "
