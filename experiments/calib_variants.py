@@ -144,10 +144,10 @@ def multistart(reg):
 
 def internal_warps(size):
     """The identity and the two fixed warps a single pair is also registered under (self-ensemble)."""
-    from rtfuse.calib.synthetic import WarpRange, draw_warp
+    from rtfuse.calib.register import _SMOOTHING_RANGE  # the same range the product smooths over
+    from rtfuse.calib.synthetic import draw_warp
 
-    limits = WarpRange(rotation_deg=3.0, scale=(0.95, 1.05), shift=0.04, perspective=0.01)
-    return [np.eye(3)] + [draw_warp(np.random.default_rng(k), size, limits) for k in (1, 2)]
+    return [np.eye(3)] + [draw_warp(np.random.default_rng(k), size, _SMOOTHING_RANGE) for k in (1, 2)]
 
 
 @variant

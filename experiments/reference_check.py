@@ -28,17 +28,13 @@ from calib_warps import DEFAULT_DATA, _pairs  # noqa: E402
 
 from rtfuse import calib  # noqa: E402
 from rtfuse.calib.overlay import edge_overlay  # noqa: E402
+from rtfuse.calib.register import _gradient_magnitude  # noqa: E402
 from rtfuse.color import rgb_to_gray  # noqa: E402
 from rtfuse.errors import RtfuseError  # noqa: E402
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
     return (rgb_to_gray(img) if img.ndim == 3 else img).astype(np.float32)
-
-
-def _gradient_magnitude(img: np.ndarray, sigma: float = 1.5) -> np.ndarray:
-    img = cv2.GaussianBlur(img, (0, 0), sigma)
-    return np.hypot(cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1))
 
 
 def _mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
@@ -56,7 +52,7 @@ def alignment_measures(vis: np.ndarray, ir: np.ndarray, hom: np.ndarray) -> tupl
     warped = cv2.warpPerspective(g, hom, (w, h), flags=cv2.INTER_LINEAR)
     inside = cv2.warpPerspective(np.ones_like(g), hom, (w, h), flags=cv2.INTER_NEAREST)
     inside = cv2.erode(inside, np.ones((9, 9), np.uint8)) > 0.5
-    corr = np.corrcoef(_gradient_magnitude(v)[inside], _gradient_magnitude(warped)[inside])[0, 1]
+    corr = np.corrcoef(_gradient_magnitude(v, 1.5)[inside], _gradient_magnitude(warped, 1.5)[inside])[0, 1]
     return float(corr), _mutual_information(v[inside], warped[inside])
 
 
